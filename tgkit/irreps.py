@@ -1,0 +1,238 @@
+"""Orbital and irreps conventions: the only module that converts between them.
+
+Conventions, all in one place:
+
+* Files (DeepH format) store blocks in **OpenMX order** within each shell:
+  p = (px, py, pz), d = (z2, x2-y2, xy, xz, yz), f = 7 functions (see ``OPENMX_TO_E3NN``).
+* Inside tgkit, blocks are in **e3nn order** (real spherical harmonics m = -l..l) *in the
+  permuted frame* where a cartesian vector (x, y, z) enters e3nn as (y, z, x). In that frame
+  p = (y, z, x) and d = (xy, yz, z2, xz, x2-y2), with no sign changes from OpenMX.
+* A shell pair (l1, l2) block is the direct product l1 (x) l2 = sum_L L, L = |l1-l2|..l1+l2,
+  parity (-1)^(l1+l2). We use the *orthonormal* change of basis
+  ``x_L = sqrt(2L+1) sum C[m1,m2,M] H[m1,m2]`` and ``H = sum_L sqrt(2L+1) C x_L`` with e3nn's
+  ``wigner_3j`` C, so that ||H||_F^2 = sum_L ||x_L||^2 (the trace label of Theorem 1).
+* Spinful blocks are spin-major ``[[uu, ud], [du, dd]]``; each spin half uses the orbital order
+  above.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from e3nn import o3
+
+# e3nn row k of a shell takes OpenMX row OPENMX_TO_E3NN[l][k] (pure permutations, no signs).
+OPENMX_TO_E3NN: dict[int, tuple[int, ...]] = {
+    0: (0,),
+    1: (1, 2, 0),
+    2: (2, 4, 0, 3, 1),
+    3: (6, 4, 2, 0, 1, 3, 5),
+}
+# Cartesian (x, y, z) -> e3nn input order (y, z, x).
+CART_TO_E3NN = (1, 2, 0)
+LMAX_ORBITAL = max(OPENMX_TO_E3NN)
+
+
+def to_e3nn_frame(vec: torch.Tensor) -> torch.Tensor:
+    """Permute cartesian vectors ``(..., 3)`` into e3nn's input order (y, z, x)."""
+    return vec[..., list(CART_TO_E3NN)]
+
+
+def rotation_to_e3nn_frame(rot: np.ndarray | torch.Tensor):
+    """A cartesian 3x3 rotation expressed in e3nn's (y, z, x) frame: P R P^T."""
+    p = list(CART_TO_E3NN)
+    return rot[p][:, p]
+
+
+def irreps_from_l1l2(l1: int, l2: int) -> o3.Irreps:
+    """Irreps of the direct product l1 (x) l2: L = |l1-l2|..l1+l2 with parity (-1)^(l1+l2)."""
+    p = (-1) ** (l1 + l2)
+    return o3.Irreps([(1, (L, p)) for L in range(abs(l1 - l2), l1 + l2 + 1)])
+
+
+@functools.lru_cache(maxsize=None)
+def _cg_stack(l1: int, l2: int) -> torch.Tensor:
+    """(2l1+1, 2l2+1, dim(l1 x l2)) float64: orthonormal map irreps -> block."""
+    mats = [
+        o3.wigner_3j(l1, l2, L, dtype=torch.float64) * (2 * L + 1) ** 0.5
+        for L in range(abs(l1 - l2), l1 + l2 + 1)
+    ]
+    return torch.cat(mats, dim=-1)
+
+
+def cg_block_basis(l1: int, l2: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The orthonormal tensor ``C`` with ``H[m1, m2] = sum_k C[m1, m2, k] x[k]``.
+
+    ``x`` is laid out as ``irreps_from_l1l2(l1, l2)``. ``C`` reshaped to a square matrix is
+    orthogonal, so ``x = einsum('abk,ab->k', C, H)`` inverts it exactly.
+    """
+    return _cg_stack(l1, l2).to(dtype)
+
+
+def block_to_irreps(block: torch.Tensor, l1: int, l2: int) -> torch.Tensor:
+    """``(..., 2l1+1, 2l2+1)`` block in e3nn order -> ``(..., irreps_from_l1l2(l1,l2).dim)``."""
+    return torch.einsum("abk,...ab->...k", cg_block_basis(l1, l2, block.dtype), block)
+
+
+def irreps_to_block(x: torch.Tensor, l1: int, l2: int) -> torch.Tensor:
+    """``(..., irreps_from_l1l2(l1,l2).dim)`` -> ``(..., 2l1+1, 2l2+1)`` block in e3nn order."""
+    return torch.einsum("abk,...k->...ab", cg_block_basis(l1, l2, x.dtype), x)
+
+
+def openmx_to_e3nn_index(orbital_types: Sequence[int]) -> np.ndarray:
+    """Permutation of one atom's orbitals: e3nn-ordered row k = OpenMX row ``idx[k]``."""
+    idx, start = [], 0
+    for l in orbital_types:
+        if l not in OPENMX_TO_E3NN:
+            raise ValueError(f"orbital l={l} is not supported (lmax {LMAX_ORBITAL})")
+        idx.extend(start + p for p in OPENMX_TO_E3NN[l])
+        start += 2 * l + 1
+    return np.asarray(idx, dtype=np.int64)
+
+
+def openmx_to_e3nn_block(block: np.ndarray, types_i: Sequence[int], types_j: Sequence[int]):
+    """Reorder a (n_i, n_j) OpenMX block to e3nn order: U_i H U_j^T (a pure permutation)."""
+    ii, jj = openmx_to_e3nn_index(types_i), openmx_to_e3nn_index(types_j)
+    return block[np.ix_(ii, jj)]
+
+
+def e3nn_to_openmx_block(block: np.ndarray, types_i: Sequence[int], types_j: Sequence[int]):
+    """Inverse of :func:`openmx_to_e3nn_block`."""
+    ii = np.argsort(openmx_to_e3nn_index(types_i))
+    jj = np.argsort(openmx_to_e3nn_index(types_j))
+    return block[np.ix_(ii, jj)]
+
+
+@dataclass(frozen=True)
+class Shell:
+    """One radial shell of the universal basis: angular momentum ``l``, ``n``-th of that l."""
+
+    l: int
+    n: int
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.l + 1
+
+
+class OrbitalBasis:
+    """The orbital bases of a dataset's species, embedded in one universal basis.
+
+    Each species has its own shells (``orbital_types.dat``, e.g. C ``0 0 1 1 2``). The
+    universal basis holds, for every l, as many shells as the species that has most of them,
+    ordered by l then n (C + Mo ``0 0 0 1 1 2 2`` -> s s s p p d d, B = 19). A species' n-th
+    shell of degree l sits in universal shell (l, n). Every block of every edge is then a
+    (B, B) matrix in e3nn order plus a mask, which makes batching of mixed bases uniform.
+
+    Args:
+        orbital_types: ``{Z: [l, l, ...]}`` in the species' file order.
+    """
+
+    def __init__(self, orbital_types: Mapping[int, Sequence[int]]) -> None:
+        if not orbital_types:
+            raise ValueError("an orbital basis needs at least one species")
+        self.orbital_types = {int(z): tuple(int(l) for l in ls) for z, ls in orbital_types.items()}
+        self.species = tuple(sorted(self.orbital_types))
+        counts: dict[int, int] = {}
+        for ls in self.orbital_types.values():
+            for l in set(ls):
+                counts[l] = max(counts.get(l, 0), ls.count(l))
+        self.shells = tuple(Shell(l, n) for l in sorted(counts) for n in range(counts[l]))
+        offsets = np.cumsum([0] + [s.dim for s in self.shells])
+        self.shell_offset = {s: int(o) for s, o in zip(self.shells, offsets[:-1])}
+        self.dim = int(offsets[-1])
+        self._index = {z: self._universal_index(ls) for z, ls in self.orbital_types.items()}
+
+    @classmethod
+    def union(cls, bases: Iterable[Mapping[int, Sequence[int]]]) -> OrbitalBasis:
+        """Merge per-structure ``{Z: types}`` maps; a Z with two different bases is an error."""
+        merged: dict[int, tuple[int, ...]] = {}
+        for b in bases:
+            for z, ls in b.items():
+                ls = tuple(ls)
+                if merged.setdefault(int(z), ls) != ls:
+                    raise ValueError(f"element Z={z} has two orbital bases: {merged[z]} and {ls}")
+        return cls(merged)
+
+    def _universal_index(self, types: Sequence[int]) -> np.ndarray:
+        seen: dict[int, int] = {}
+        idx: list[int] = []
+        perm = openmx_to_e3nn_index(types)  # e3nn row k <- OpenMX row perm[k]
+        # position of each e3nn-ordered orbital in the universal basis
+        pos_e3nn: list[int] = []
+        for l in types:
+            n = seen.get(l, 0)
+            seen[l] = n + 1
+            start = self.shell_offset[Shell(l, n)]
+            pos_e3nn.extend(range(start, start + 2 * l + 1))
+        # OpenMX row perm[k] goes to universal position pos_e3nn[k]
+        idx = [0] * len(perm)
+        for k, p in enumerate(perm):
+            idx[p] = pos_e3nn[k]
+        return np.asarray(idx, dtype=np.int64)
+
+    def index(self, z: int) -> np.ndarray:
+        """(n_Z,) universal position of each of species Z's orbitals, taken in OpenMX order."""
+        return self._index[int(z)]
+
+    def species_index(self, z: int) -> int:
+        return self.species.index(int(z))
+
+    def orbital_mask(self) -> torch.Tensor:
+        """(num_species, B) bool: which universal orbitals each species has."""
+        mask = torch.zeros(len(self.species), self.dim, dtype=torch.bool)
+        for s, z in enumerate(self.species):
+            mask[s, torch.as_tensor(self._index[z])] = True
+        return mask
+
+    def shell_pairs(self) -> list[tuple[Shell, Shell]]:
+        """All (shell_i, shell_j) pairs of the universal basis, row-major."""
+        return [(a, b) for a in self.shells for b in self.shells]
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {str(z): list(ls) for z, ls in self.orbital_types.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Sequence[int]]) -> OrbitalBasis:
+        return cls({int(z): ls for z, ls in d.items()})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OrbitalBasis) and self.orbital_types == other.orbital_types
+
+    def __repr__(self) -> str:
+        return f"OrbitalBasis({self.orbital_types}, dim={self.dim})"
+
+
+def spinful_index(index: np.ndarray, dim: int) -> np.ndarray:
+    """Spin-major extension of an orbital index map: (2n,) into a (2*dim,) universal basis."""
+    return np.concatenate([index, index + dim])
+
+
+def wigner_D(l: int, rot: np.ndarray | torch.Tensor, parity: int = 1) -> torch.Tensor:
+    """Exact float64 Wigner-D of degree l for a *cartesian* 3x3 rotation, in e3nn's frame.
+
+    e3nn's ``D_from_matrix`` is only ~1e-7 accurate (single-precision J matrices). Here D is
+    the least-squares solution of Y_l(Q x_k) = D Y_l(x_k) on well-spread points, with
+    Q = P R P^T the rotation in e3nn's frame; exact to ~1e-14. Improper rotations (det -1)
+    act as ``parity * D(-R)``.
+    """
+    rot = torch.as_tensor(rot, dtype=torch.float64)
+    sign = 1.0
+    if torch.det(rot) < 0:
+        rot, sign = -rot, float(parity)
+    q = rotation_to_e3nn_frame(rot)
+    pts = _sphere_points(l)
+    y = o3.spherical_harmonics(l, pts, normalize=False)
+    y_rot = o3.spherical_harmonics(l, pts @ q.T, normalize=False)
+    d = torch.linalg.lstsq(y, y_rot).solution.T
+    return sign * d
+
+
+@functools.lru_cache(maxsize=None)
+def _sphere_points(l: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1234 + l)
+    return torch.randn(8 * l + 8, 3, generator=gen, dtype=torch.float64)
