@@ -236,3 +236,46 @@ def wigner_D(l: int, rot: np.ndarray | torch.Tensor, parity: int = 1) -> torch.T
 def _sphere_points(l: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(1234 + l)
     return torch.randn(8 * l + 8, 3, generator=gen, dtype=torch.float64)
+
+
+def su2_matrix(rot: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(2, 2) complex128 spin-1/2 rotation U(R) = exp(-i theta/2 n.sigma), cartesian axes.
+
+    Spin is axial, so an improper rotation acts on spin as its proper part -R. The overall
+    sign of U is a gauge (U H U^dagger does not see it).
+    """
+    r = torch.as_tensor(rot, dtype=torch.float64)
+    if torch.det(r) < 0:
+        r = -r
+    # axis-angle from the rotation matrix, robust near theta = pi through the quaternion
+    w = 0.5 * torch.sqrt(torch.clamp(1 + torch.trace(r), min=0.0))
+    x = 0.5 * torch.sqrt(torch.clamp(1 + r[0, 0] - r[1, 1] - r[2, 2], min=0.0))
+    y = 0.5 * torch.sqrt(torch.clamp(1 - r[0, 0] + r[1, 1] - r[2, 2], min=0.0))
+    z = 0.5 * torch.sqrt(torch.clamp(1 - r[0, 0] - r[1, 1] + r[2, 2], min=0.0))
+    x = torch.copysign(x, r[2, 1] - r[1, 2])
+    y = torch.copysign(y, r[0, 2] - r[2, 0])
+    z = torch.copysign(z, r[1, 0] - r[0, 1])
+    # U = w I - i (x sx + y sy + z sz) for the unit quaternion (w, x, y, z)
+    return torch.tensor(
+        [[complex(w, -z), complex(-y, -x)], [complex(y, -x), complex(w, z)]],
+        dtype=torch.complex128,
+    )
+
+
+def orbital_rotation(types: Sequence[int], rot: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(n, n) float64 block-diagonal D for one atom's shells, **e3nn order**, exact."""
+    return torch.block_diag(*[wigner_D(l, rot, parity=(-1) ** l) for l in types])
+
+
+def basis_rotation(
+    basis: OrbitalBasis, rot: np.ndarray | torch.Tensor, spinful: bool = False
+) -> torch.Tensor:
+    """D(R) of the universal basis, e3nn order: a block of H rotates as D H D^dagger.
+
+    Returns (B, B) float64, or (2B, 2B) complex128 ``kron(U(R), D(R))`` when ``spinful``
+    (spin-major layout, so the spin factor is the outer one).
+    """
+    d = torch.block_diag(*[wigner_D(s.l, rot, parity=(-1) ** s.l) for s in basis.shells])
+    if not spinful:
+        return d
+    return torch.kron(su2_matrix(rot), d.to(torch.complex128))
