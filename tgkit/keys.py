@@ -30,3 +30,10 @@ OVERLAP = "overlap"  # (E, B, B) float | S blocks (always spinless)
 GRAPH_FIELDS = (LATTICE, FERMI_LEVEL, NUM_NODES, NUM_EDGES, STRUCTURE_ID)
 NODE_FIELDS = (POSITIONS, ATOMIC_NUMBERS, SPECIES)
 EDGE_FIELDS = (CELL_SHIFT, EDGE_VEC, HAMILTONIAN, OVERLAP)
+
+# --- model outputs (tgkit.nn); P = shell pairs of the universal basis ----------------------
+H_PRED = "h_pred"  # (E, B, B) float or (E, 2B, 2B) complex (SOC) | predicted H blocks, eV
+H_MASK = "h_mask"  # (E, B, B) or (E, 2B, 2B) bool | orbital element exists for the edge's species
+T_PRED = "t_pred"  # (E, P) float | predicted trace tr(H_b H_b^dagger) of each shell-pair block b
+T_LABEL = "t_label"  # (E, P) float | tr(H_b H_b^dagger) from HAMILTONIAN (Theorem 1 label)
+BLOCK_MASK = "block_mask"  # (E, P) bool | shell-pair block b exists for the edge's species

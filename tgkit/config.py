@@ -1,0 +1,303 @@
+"""Configuration: frozen dataclasses with documented defaults, and YAML load/save.
+
+A YAML file has one mapping per section (``model:``, ``tracegrad:``, ...); every key of a
+section is a field of that section's dataclass. Unknown sections or keys and impossible values
+raise :class:`tgkit.errors.ConfigError` naming the section and key. New sections (data, train)
+are added by writing a dataclass and listing it in :data:`SECTIONS`.
+
+Example::
+
+    model:
+      irreps_hidden: 64x0e+32x1o+16x2e+8x3o+8x4e
+      num_blocks: 3
+    tracegrad:
+      setup: tracegrad
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from e3nn import o3
+
+from tgkit.errors import ConfigError
+
+SETUPS = ("baseline", "trace", "grad", "tracegrad")
+
+
+def _parse_irreps(section: str, key: str, value: str) -> o3.Irreps:
+    try:
+        return o3.Irreps(value)
+    except (ValueError, AssertionError, TypeError) as exc:
+        raise ConfigError(f"{section}.{key}: cannot parse irreps {value!r} ({exc})") from None
+
+
+def _check(cond: bool, section: str, key: str, problem: str) -> None:
+    if not cond:
+        raise ConfigError(f"{section}.{key}: {problem}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The DeepH-E3-style equivariant encoder. Defaults are DeepH-E3's ``train_default.ini``.
+
+    Attributes:
+        irreps_embed: scalar irreps of the initial node (species) and edge (radial) embeddings.
+        irreps_hidden: irreps of the hidden node and edge features of every block.
+        num_blocks: K, the number of encoder modules (node update + edge update each).
+        cutoff: radius in Angstrom where the radial basis goes smoothly to zero. It must cover
+            the longest edge of the data (DeepH-E3 takes edges from the DFT keys).
+        lmax: highest degree of the edge spherical harmonics.
+        num_radial: Gaussians of the radial basis.
+        radial_hidden: width of the two hidden layers of the radial MLP (tensor-product weights).
+        avg_num_neighbors: messages are summed and divided by sqrt(this), which keeps node
+            features O(1) for typical coordination (graphene at 7.2 A has ~40 neighbours).
+    """
+
+    irreps_embed: str = "64x0e"
+    irreps_hidden: str = "64x0e+32x1o+16x2e+8x3o+8x4e"
+    num_blocks: int = 3
+    cutoff: float = 7.2
+    lmax: int = 4
+    num_radial: int = 128
+    radial_hidden: int = 64
+    avg_num_neighbors: float = 40.0
+
+    def __post_init__(self) -> None:
+        emb = _parse_irreps("model", "irreps_embed", self.irreps_embed)
+        hid = _parse_irreps("model", "irreps_hidden", self.irreps_hidden)
+        _check(len(emb) > 0 and all(ir.l == 0 and ir.p == 1 for _, ir in emb), "model",
+               "irreps_embed", f"must be scalars (like 64x0e), got {self.irreps_embed!r}")
+        _check(any(ir == o3.Irrep("0e") and mul > 0 for mul, ir in hid), "model",
+               "irreps_hidden", "needs 0e channels (gates and the invariant branch use them)")
+        _check(all(mul > 0 for mul, _ in hid), "model", "irreps_hidden", "zero multiplicity")
+        _check(self.num_blocks >= 1, "model", "num_blocks", f"must be >= 1, got {self.num_blocks}")
+        _check(self.cutoff > 0, "model", "cutoff", f"must be > 0, got {self.cutoff}")
+        _check(0 <= self.lmax <= 8, "model", "lmax", f"must be in 0..8, got {self.lmax}")
+        _check(hid.lmax <= 8, "model", "irreps_hidden", "degrees above 8 are not supported")
+        _check(self.num_radial >= 2, "model", "num_radial", "needs at least 2 Gaussians")
+        _check(self.radial_hidden >= 1, "model", "radial_hidden", "must be >= 1")
+        _check(self.avg_num_neighbors > 0, "model", "avg_num_neighbors", "must be > 0")
+
+
+@dataclass(frozen=True)
+class TraceGradConfig:
+    """Trace label and Grad operator (paper sections 4 and 8).
+
+    Attributes:
+        setup: ``baseline`` (encoder only), ``trace`` (invariant branch on the last edge
+            features plus T decoder, no v added), ``grad`` (o = f + v in every module, on node
+            and edge features, no T decoder) or ``tracegrad`` (both).
+        num_invariants: width of u = CGDecomp_ext(f (x) f, 0, W) (paper eq. 9).
+        hidden: width of the hidden layer of s_nonlin (Linear, LayerNorm, SiLU, Linear).
+        num_z: width of the invariant feature z = s_nonlin(u); v = d(sum z)/df.
+        decoder_hidden: width of the hidden layer of the shallow T decoder.
+    """
+
+    setup: str = "tracegrad"
+    num_invariants: int = 32
+    hidden: int = 64
+    num_z: int = 32
+    decoder_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        _check(self.setup in SETUPS, "tracegrad", "setup",
+               f"must be one of {', '.join(SETUPS)}, got {self.setup!r}")
+        for name in ("num_invariants", "hidden", "num_z", "decoder_hidden"):
+            _check(getattr(self, name) >= 1, "tracegrad", name, "must be >= 1")
+
+    @property
+    def use_trace(self) -> bool:
+        """Whether the T decoder exists (and the trainer adds loss_T)."""
+        return self.setup in ("trace", "tracegrad")
+
+    @property
+    def use_grad(self) -> bool:
+        """Whether o = f + v is applied in every encoder module."""
+        return self.setup in ("grad", "tracegrad")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the structures come from and how they are split.
+
+    Attributes:
+        path: a DeepH structure directory or tree (preprocessed on the fly into ``cache``), or
+            a graph cache ``.h5`` written by ``tgkit preprocess``.
+        cache: where to write the cache when ``path`` is a directory (default:
+            ``<train.out_dir>/graphs.h5``).
+        split: ``random`` (fractions below, drawn by ``split_seed``), a paper manifest name
+            (``MG``, ``MM``, ``BG``, ``BB``, ``BT``, ``BS``: the official sizes), or the path of a
+            split JSON file (``{"train": [...], "val": [...], "test": [...], "test_twisted": [...]}``).
+            Twisted structures (``info.json`` ``"twisted": true``) only ever go to the test set.
+        train_fraction: share of the non-twisted structures used for training (``random``).
+        val_fraction: share used for validation; the rest is the test set.
+        split_seed: seed of the random draw (DeepH-E3 and the paper use 42).
+        num_workers: DataLoader worker processes (0 reads in the training process).
+    """
+
+    path: str = ""
+    cache: str = ""
+    split: str = "random"
+    train_fraction: float = 0.6
+    val_fraction: float = 0.2
+    split_seed: int = 42
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check(0 < self.train_fraction <= 1, "data", "train_fraction", "must be in (0, 1]")
+        _check(0 <= self.val_fraction < 1, "data", "val_fraction", "must be in [0, 1)")
+        _check(self.train_fraction + self.val_fraction <= 1 + 1e-9, "data", "val_fraction",
+               "train_fraction + val_fraction must be <= 1")
+        _check(self.num_workers >= 0, "data", "num_workers", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, devices, checkpoints and logging. LR defaults follow DeepH-E3.
+
+    Attributes:
+        out_dir: run directory (checkpoints, metrics.jsonl/csv, results); see tgkit.train.
+        seed: seeds the model initialisation and the batch order (same seed, same run).
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``. Under torchrun,
+            ``cuda``/``auto`` take the GPU of the local rank.
+        dtype: ``float32`` or ``float64`` (complex SOC blocks follow). No mixed precision: half
+            precision's 3 significant digits cannot resolve sub-meV errors on eV-sized blocks.
+        epochs: maximum number of passes over the training set.
+        max_steps: stop after this many optimizer steps (0: no limit).
+        batch_size: structures per optimizer step, over all processes (a multiple of the number
+            of processes under torchrun).
+        lr: Adam learning rate.
+        lr_factor, lr_patience, lr_cooldown, lr_threshold: ReduceLROnPlateau on the smoothed
+            validation loss (patience and cooldown count validations; relative threshold).
+        lr_smoothing: alpha of the exponential smoothing of the validation loss fed to the
+            scheduler (1: no smoothing; DeepH-E3 uses 0.1).
+        min_lr: training stops when the learning rate falls below this.
+        trace_lambda: lambda of the paper's eq. 11, mu = lambda * no_grad(loss_Q / loss_T).
+        grad_clip: clip the gradient norm to this (0: no clipping).
+        val_every: validate every this many epochs.
+        checkpoint_every: also save ``last.pt`` every this many steps (0: after validations).
+        early_stopping: stop after this many validations without improvement (0: off).
+        log_every: log the training loss every this many steps (reading it syncs the GPU).
+        progress: show a tqdm progress bar.
+        tensorboard: write TensorBoard scalars when the tensorboard package is installed.
+    """
+
+    out_dir: str = "runs/train"
+    seed: int = 42
+    device: str = "auto"
+    dtype: str = "float32"
+    epochs: int = 100
+    max_steps: int = 0
+    batch_size: int = 1
+    lr: float = 0.002
+    lr_factor: float = 0.5
+    lr_patience: int = 120
+    lr_cooldown: int = 40
+    lr_threshold: float = 0.05
+    lr_smoothing: float = 0.1
+    min_lr: float = 3e-5
+    trace_lambda: float = 0.3
+    grad_clip: float = 0.0
+    val_every: int = 1
+    checkpoint_every: int = 0
+    early_stopping: int = 0
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.dtype in ("float32", "float64"), "train", "dtype",
+               f"must be float32 or float64, got {self.dtype!r}")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               "train", "device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for name in ("epochs", "batch_size", "val_every", "log_every"):
+            _check(getattr(self, name) >= 1, "train", name, "must be >= 1")
+        for name in ("max_steps", "lr_patience", "lr_cooldown", "checkpoint_every",
+                     "early_stopping"):
+            _check(getattr(self, name) >= 0, "train", name, "must be >= 0")
+        _check(self.lr > 0, "train", "lr", "must be > 0")
+        _check(0 < self.lr_factor < 1, "train", "lr_factor", "must be in (0, 1)")
+        _check(0 < self.lr_smoothing <= 1, "train", "lr_smoothing", "must be in (0, 1]")
+        _check(self.min_lr >= 0, "train", "min_lr", "must be >= 0")
+        _check(self.trace_lambda >= 0, "train", "trace_lambda", "must be >= 0")
+        _check(self.grad_clip >= 0, "train", "grad_clip", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    """All sections of a tgkit configuration file."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tracegrad: TraceGradConfig = field(default_factory=TraceGradConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# section name -> dataclass; extend this (and Config) with data/train sections
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig, "tracegrad": TraceGradConfig, "data": DataConfig, "train": TrainConfig,
+}
+
+
+def section_from_dict(cls: type, data: Mapping[str, Any], section: str) -> Any:
+    """Build one section's dataclass, with a ConfigError for unknown keys or bad types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{section}: expected a mapping of settings, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {', '.join(map(str, unknown))}; "
+                          f"known keys: {', '.join(known)}")
+    values = {}
+    for key, value in data.items():
+        default = known[key].default
+        if default is not dataclasses.MISSING and default is not None:
+            kind = type(default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"{section}.{key}: expected {kind.__name__}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build a :class:`Config` from nested dicts (missing sections take their defaults)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("config: expected a mapping of sections")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"config: unknown section(s) {', '.join(map(str, unknown))}; "
+                          f"known sections: {', '.join(SECTIONS)}")
+    return Config(**{k: section_from_dict(SECTIONS[k], v or {}, k) for k, v in data.items()})
+
+
+def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """Nested plain dicts of every section (YAML- and JSON-safe)."""
+    return {f.name: dataclasses.asdict(getattr(config, f.name)) for f in fields(config)}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config file; errors name the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write a config as YAML (sections in declaration order)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))

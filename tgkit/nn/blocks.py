@@ -1,0 +1,236 @@
+"""DeepH-E3-style encoder blocks: equivariant convolution, gate, layer norm, node/edge updates.
+
+Written for torch 2.x and e3nn 0.6 without torch_scatter or torch_geometric: messages are
+summed onto nodes with ``index_add_``.
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch import nn
+
+
+class Gate(nn.Module):
+    """Gated non-linearity: SiLU on 0e, tanh on 0o (keeps odd scalars odd), and every l > 0
+    channel times the sigmoid of its own 0e gate scalar.
+
+    A small replacement for ``e3nn.nn.Gate`` (whose fx code generation dominates model
+    construction time); the gates are taken after the scalars in the input.
+
+    Shapes: ``(..., irreps_in.dim)`` with irreps_in = scalars + gates + gated ->
+    ``(..., irreps_out.dim)`` with irreps_out = scalars + gated.
+    """
+
+    def __init__(self, irreps_out: o3.Irreps | str) -> None:
+        super().__init__()
+        irreps_out = o3.Irreps(irreps_out)
+        self.scalars = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l == 0])
+        self.gated = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l > 0])
+        gates = o3.Irreps(f"{self.gated.num_irreps}x0e") if self.gated.num_irreps else o3.Irreps()
+        self.irreps_in = self.scalars + gates + self.gated
+        self.irreps_out = self.scalars + self.gated
+        odd = [ir.p == -1 for m, ir in self.scalars for _ in range(m)]
+        self.register_buffer("odd", torch.tensor(odd, dtype=torch.bool))
+        gate_of = [k for k, (m, ir) in enumerate(
+            [(1, ir) for mul, ir in self.gated for _ in range(mul)]) for _ in range(ir.dim)]
+        self.register_buffer("gate_index", torch.tensor(gate_of, dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ns, ng = self.scalars.dim, self.gated.num_irreps
+        s = x[..., :ns]
+        s = torch.where(self.odd, torch.tanh(s), nn.functional.silu(s))
+        gates = torch.sigmoid(x[..., ns:ns + ng])
+        return torch.cat([s, x[..., ns + ng:] * gates[..., self.gate_index]], dim=-1)
+
+
+class SpeciesLinear(nn.Module):
+    """An equivariant linear map whose weights depend on a species (or species-pair) index.
+
+    Equal to DeepH-E3's self-connection ``FullyConnectedTensorProduct(x, one-hot)``: the TP
+    with a one-hot is a table of linear maps. Shapes: ``(E, irreps_in.dim), (E,)`` ->
+    ``(E, irreps_out.dim)``.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, num_types: int) -> None:
+        super().__init__()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        self.linear = o3.Linear(self.irreps_in, self.irreps_out, shared_weights=False)
+        self.table = nn.Parameter(torch.randn(num_types, self.linear.weight_numel))
+
+    def forward(self, x: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        return self.linear(x, self.table[types])
+
+
+class EquivariantLayerNorm(nn.Module):
+    """Layer norm over the channels of each item (node or edge), per degree.
+
+    0e channels are centred and scaled by their standard deviation; every other irrep type is
+    scaled by the RMS of its channels' norms (centring a vector would break equivariance).
+    A per-channel weight multiplies each irrep, a bias is added to 0e only. Statistics are
+    per item, so an item's output does not depend on the rest of the batch (DeepH-E3 pools
+    over the graph; per item keeps the model local, which matters for large twisted cells).
+
+    Shapes: ``(..., irreps.dim)`` -> ``(..., irreps.dim)``.
+    """
+
+    def __init__(self, irreps: o3.Irreps | str, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.irreps_in = self.irreps_out = o3.Irreps(irreps)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(self.irreps_in.num_irreps))
+        n0e = sum(m for m, ir in self.irreps_in if ir == o3.Irrep("0e"))
+        self.bias = nn.Parameter(torch.zeros(n0e))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        segs = [x[..., sl].reshape(*lead, mul, ir.dim)
+                for (mul, ir), sl in zip(self.irreps_in, self.irreps_in.slices(), strict=True)]
+        for ir in {ir for _, ir in self.irreps_in}:
+            idx = [k for k, (_, ir_k) in enumerate(self.irreps_in) if ir_k == ir]
+            if ir == o3.Irrep("0e"):
+                mean = torch.cat([segs[k] for k in idx], -2).mean(dim=(-2, -1), keepdim=True)
+                for k in idx:
+                    segs[k] = segs[k] - mean
+            count = sum(self.irreps_in[k].mul for k in idx)
+            norm2 = sum(segs[k].pow(2).sum(dim=(-2, -1)) for k in idx) / count
+            scale = (norm2 + self.eps).rsqrt()[..., None, None]
+            for k in idx:
+                segs[k] = segs[k] * scale
+        out, w_off, b_off = [], 0, 0
+        for (mul, ir), xs in zip(self.irreps_in, segs, strict=True):
+            xs = xs * self.weight[w_off:w_off + mul, None]
+            w_off += mul
+            if ir == o3.Irrep("0e"):
+                xs = xs + self.bias[b_off:b_off + mul, None]
+                b_off += mul
+            out.append(xs.reshape(*lead, mul * ir.dim))
+        return torch.cat(out, dim=-1)
+
+
+class EquivariantConv(nn.Module):
+    """Tensor-product convolution: Linear -> TP with SH (radial-MLP weights) -> Linear -> Gate.
+
+    The input is DeepH-E3's concatenation ``[node_i, node_j, edge]``. The tensor product uses
+    depthwise ('uvu') paths whose per-edge weights come from an MLP of the radial basis, which
+    is the per-channel radial modulation of DeepH-E3 folded into the product.
+
+    Args:
+        irreps_in: irreps of the per-edge input.
+        irreps_sh: irreps of the spherical harmonics.
+        irreps_out: irreps after the gate.
+        num_radial: size of the radial basis input.
+        radial_hidden: width of the radial MLP's two hidden layers.
+
+    Shapes: ``x (E, irreps_in.dim), sh (E, irreps_sh.dim), radial (E, num_radial)`` ->
+    ``(E, irreps_out.dim)``.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_out: o3.Irreps,
+        num_radial: int,
+        radial_hidden: int,
+    ) -> None:
+        super().__init__()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        self.gate = Gate(self.irreps_out)
+        wanted = {ir for _, ir in self.gate.irreps_in}
+        mid = o3.Irreps([(m, ir) for m, ir in self.irreps_out if m > 0]).simplify()
+        self.lin_pre = o3.Linear(self.irreps_in, mid)
+        tp_out, instr = [], []
+        for i1, (mul, ir1) in enumerate(mid):
+            for i2, (_, ir2) in enumerate(irreps_sh):
+                for ir in ir1 * ir2:
+                    if ir in wanted:
+                        instr.append((i1, i2, len(tp_out), "uvu", True))
+                        tp_out.append((mul, ir))
+        tp_out = o3.Irreps(tp_out)
+        sorted_out, perm, _ = tp_out.sort()
+        instr = [(a, b, perm[k], mode, w) for a, b, k, mode, w in instr]
+        self.tp = o3.TensorProduct(
+            mid, irreps_sh, sorted_out, instr, shared_weights=False, internal_weights=False
+        )
+        self.radial = nn.Sequential(
+            nn.Linear(num_radial, radial_hidden), nn.SiLU(),
+            nn.Linear(radial_hidden, radial_hidden), nn.SiLU(),
+            nn.Linear(radial_hidden, self.tp.weight_numel),
+        )
+        self.lin_post = o3.Linear(sorted_out, self.gate.irreps_in)
+
+    def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+        h = self.tp(self.lin_pre(x), sh, self.radial(radial))
+        return self.gate(self.lin_post(h))
+
+
+class _UpdateBlock(nn.Module):
+    """Shared parts: conv over [node_i, node_j, edge], species self-connection, skip, norm."""
+
+    def __init__(
+        self,
+        irreps_node: o3.Irreps,
+        irreps_edge: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_in: o3.Irreps,
+        irreps_out: o3.Irreps,
+        num_onehot: int,
+        num_radial: int,
+        radial_hidden: int,
+    ) -> None:
+        super().__init__()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        cat = o3.Irreps(irreps_node) + o3.Irreps(irreps_node) + o3.Irreps(irreps_edge)
+        self.conv = EquivariantConv(cat, irreps_sh, self.irreps_out, num_radial, radial_hidden)
+        self.lin_post = o3.Linear(self.irreps_out, self.irreps_out)
+        # species-dependent linear map of the item's own features (DeepH-E3's self-connection)
+        self.self_connection = SpeciesLinear(self.irreps_in, self.irreps_out, num_onehot)
+        self.skip = (
+            nn.Identity() if self.irreps_in == self.irreps_out
+            else o3.Linear(self.irreps_in, self.irreps_out)
+        )
+        self.norm = EquivariantLayerNorm(self.irreps_out)
+
+    def messages(self, node, edge, edge_index, sh, radial) -> torch.Tensor:
+        x = torch.cat([node[edge_index[0]], node[edge_index[1]], edge], dim=-1)
+        return self.conv(x, sh, radial)
+
+
+class NodeUpdateBlock(_UpdateBlock):
+    """Node update: messages from every edge (i, j) summed onto node i, then residual + norm.
+
+    Shapes: ``node (N, irreps_in.dim), edge (E, irreps_edge.dim)`` -> ``(N, irreps_out.dim)``.
+    """
+
+    def __init__(self, irreps_node, irreps_edge, irreps_sh, irreps_out, num_species,
+                 num_radial, radial_hidden, avg_num_neighbors: float) -> None:
+        super().__init__(irreps_node, irreps_edge, irreps_sh, irreps_node, irreps_out,
+                         num_species, num_radial, radial_hidden)
+        self.num_species = num_species
+        self.inv_sqrt_neighbors = avg_num_neighbors ** -0.5
+
+    def forward(self, node, edge, edge_index, species, sh, radial) -> torch.Tensor:
+        msg = self.messages(node, edge, edge_index, sh, radial)
+        agg = torch.zeros(node.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
+        agg = agg.index_add_(0, edge_index[0], msg) * self.inv_sqrt_neighbors
+        upd = self.lin_post(agg) + self.self_connection(node, species)
+        return self.norm(self.skip(node) + upd)
+
+
+class EdgeUpdateBlock(_UpdateBlock):
+    """Edge update from the new node features; self-connection on the species pair.
+
+    Shapes: ``node (N, irreps_node.dim), edge (E, irreps_in.dim)`` -> ``(E, irreps_out.dim)``.
+    """
+
+    def __init__(self, irreps_node, irreps_edge, irreps_sh, irreps_out, num_species,
+                 num_radial, radial_hidden) -> None:
+        super().__init__(irreps_node, irreps_edge, irreps_sh, irreps_edge, irreps_out,
+                         num_species**2, num_radial, radial_hidden)
+        self.num_species = num_species
+
+    def forward(self, node, edge, edge_index, species, sh, radial) -> torch.Tensor:
+        upd = self.lin_post(self.messages(node, edge, edge_index, sh, radial))
+        pair = species[edge_index[0]] * self.num_species + species[edge_index[1]]
+        return self.norm(self.skip(edge) + upd + self.self_connection(edge, pair))

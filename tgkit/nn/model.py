@@ -1,0 +1,216 @@
+"""The full model: DeepH-E3-style encoder + TraceGrad + Hamiltonian head; export and loading.
+
+Forward API (for trainers and predictors)::
+
+    model = HamiltonianModel(basis, spinful=False, model=ModelConfig(), tracegrad=TraceGradConfig())
+    out = model(graph)  # graph from tgkit.data.graph.structure_to_graph / collate
+
+``out`` holds (keys from :mod:`tgkit.keys`):
+
+* ``H_PRED``  (E, B, B) float or (E, 2B, 2B) complex: predicted blocks, zero outside ``H_MASK``,
+  hermitian across reverse edges;
+* ``H_MASK``  (E, B, B) / (E, 2B, 2B) bool: elements to compare (masked MSE);
+* ``BLOCK_MASK`` (E, P) bool: shell-pair blocks that exist;
+* ``T_PRED``  (E, P): predicted traces, only for setups ``trace`` and ``tracegrad`` while the
+  T decoder exists (dropped by :meth:`HamiltonianModel.export_inference`);
+* ``T_LABEL`` (E, P): the Theorem-1 labels, whenever the graph carries ``HAMILTONIAN``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from tgkit import keys as K
+from tgkit.config import ModelConfig, TraceGradConfig, section_from_dict
+from tgkit.errors import ConfigError, TgkitError
+from tgkit.irreps import OrbitalBasis
+from tgkit.nn.blocks import EdgeUpdateBlock, NodeUpdateBlock
+from tgkit.nn.embedding import EdgeSphericalHarmonics, GaussianRadialBasis, SpeciesEmbedding
+from tgkit.nn.heads import HamiltonianHead, block_mask, element_mask
+from tgkit.nn.tracegrad import TraceDecoder, TraceGrad, trace_labels
+
+FORMAT = "tgkit-model"
+FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
+    """Construct modules in ``dtype``: e3nn computes its CG buffers in the default dtype, so a
+    float32-built model cast to float64 keeps float32-rounded coefficients (~1e-8 errors)."""
+    old = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _post_edge_irreps(hidden: o3.Irreps, head: o3.Irreps) -> o3.Irreps:
+    """Last edge features: every type of hidden or head, as many channels as either needs."""
+    mul_h = {ir: m for m, ir in hidden.simplify()}
+    mul_o = {ir: m for m, ir in head.simplify()}
+    return o3.Irreps([(max(mul_h.get(ir, 0), mul_o.get(ir, 0)), ir)
+                      for ir in sorted(set(mul_h) | set(mul_o))])
+
+
+class HamiltonianModel(nn.Module):
+    """DeepH-E3 encoder with TraceGrad, predicting H blocks of every edge.
+
+    Args:
+        basis: the dataset's universal orbital basis (species and shells).
+        spinful: predict complex SOC blocks (2B, 2B), spin-major.
+        model: encoder widths and radial settings.
+        tracegrad: the setup switch and invariant-branch widths.
+        dtype: build (and keep) the parameters in this dtype; use float64 for exact tests.
+
+    Shapes: see the module docstring; node features are ``irreps_hidden``, the last edge
+    features ``irreps_post_edge`` (hidden plus the parities the head needs, e.g. 1e for p-p).
+    """
+
+    def __init__(
+        self,
+        basis: OrbitalBasis,
+        spinful: bool = False,
+        model: ModelConfig | None = None,
+        tracegrad: TraceGradConfig | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.basis, self.spinful = basis, bool(spinful)
+        self.model_config = model or ModelConfig()
+        self.tracegrad_config = tracegrad or TraceGradConfig()
+        self.inference_only = False
+        with default_dtype(dtype):
+            self._build()
+        if dtype is not None:
+            self.to(dtype)
+
+    def _build(self) -> None:
+        cfg, tg = self.model_config, self.tracegrad_config
+        num_species = len(self.basis.species)
+        embed, hidden = o3.Irreps(cfg.irreps_embed), o3.Irreps(cfg.irreps_hidden)
+        self.node_embedding = SpeciesEmbedding(num_species, embed)
+        self.radial_basis = GaussianRadialBasis(cfg.num_radial, cfg.cutoff)
+        self.edge_embedding = nn.Linear(cfg.num_radial, embed.dim)  # scalars, like DeepH-E3
+        self.spherical_harmonics = EdgeSphericalHarmonics(cfg.lmax)
+        sh = self.spherical_harmonics.irreps_out
+        # the head's irreps fix the last edge irreps; build it on a placeholder input first
+        probe = HamiltonianHead(hidden, self.basis, self.spinful)
+        self.irreps_post_edge = _post_edge_irreps(hidden, probe.irreps_out)
+        self.head = HamiltonianHead(self.irreps_post_edge, self.basis, self.spinful)
+
+        self.node_blocks, self.edge_blocks = nn.ModuleList(), nn.ModuleList()
+        node_irreps = edge_irreps = embed
+        for k in range(cfg.num_blocks):
+            edge_out = self.irreps_post_edge if k == cfg.num_blocks - 1 else hidden
+            self.node_blocks.append(NodeUpdateBlock(
+                node_irreps, edge_irreps, sh, hidden, num_species, cfg.num_radial,
+                cfg.radial_hidden, cfg.avg_num_neighbors))
+            self.edge_blocks.append(EdgeUpdateBlock(
+                hidden, edge_irreps, sh, edge_out, num_species, cfg.num_radial,
+                cfg.radial_hidden))
+            node_irreps, edge_irreps = hidden, edge_out
+        reached = {ir for _, ir in self.edge_blocks[-1].conv.tp.irreps_out}
+        missing = [str(ir) for _, ir in self.irreps_post_edge if ir not in reached]
+        if missing:
+            raise ConfigError(
+                f"model.irreps_hidden/lmax: the last tensor product cannot produce {missing}, "
+                f"which the orbital basis {self.basis.orbital_types} needs")
+
+        def branch(irreps: o3.Irreps, use_grad: bool) -> TraceGrad:
+            return TraceGrad(irreps, tg.num_invariants, tg.hidden, tg.num_z, use_grad)
+
+        # Grad: o = f + v after every node and edge update; Trace only: z on the last edges
+        self.node_grads = nn.ModuleList(
+            [branch(hidden, True) for _ in range(cfg.num_blocks)] if tg.use_grad else [])
+        self.edge_grads = nn.ModuleList(
+            [branch(b.irreps_out, True) for b in self.edge_blocks] if tg.use_grad else [])
+        self.trace_branch = (
+            branch(self.irreps_post_edge, False) if tg.use_trace and not tg.use_grad else None)
+        self.trace_decoder = (
+            TraceDecoder(tg.num_z, tg.decoder_hidden, len(self.basis.shell_pairs()))
+            if tg.use_trace else None)
+
+    @property
+    def setup(self) -> str:
+        return self.tracegrad_config.setup
+
+    def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Predict the blocks of every edge of ``graph`` (see the module docstring)."""
+        edge_index, species = graph[K.EDGE_INDEX], graph[K.SPECIES]
+        vec = graph[K.EDGE_VEC]
+        radial = self.radial_basis(vec.norm(dim=-1))
+        sh = self.spherical_harmonics(vec)
+        node = self.node_embedding(species)
+        edge = self.edge_embedding(radial)
+        z = None
+        for k, (nb, eb) in enumerate(zip(self.node_blocks, self.edge_blocks, strict=True)):
+            node = nb(node, edge, edge_index, species, sh, radial)
+            if self.node_grads:
+                node, _ = self.node_grads[k](node)
+            edge = eb(node, edge, edge_index, species, sh, radial)
+            if self.edge_grads:
+                edge, z = self.edge_grads[k](edge)
+        si, sj = species[edge_index[0]], species[edge_index[1]]
+        mask = element_mask(self.basis, si, sj, self.spinful)
+        h = self.head(edge, graph[K.REVERSE_EDGE])
+        out = {K.H_PRED: h * mask, K.H_MASK: mask, K.BLOCK_MASK: block_mask(self.basis, si, sj)}
+        if self.trace_decoder is not None:
+            if self.trace_branch is not None:
+                _, z = self.trace_branch(edge)
+            out[K.T_PRED] = self.trace_decoder(z)
+        if K.HAMILTONIAN in graph:
+            out[K.T_LABEL] = trace_labels(graph[K.HAMILTONIAN], self.basis)
+        return out
+
+    def export_inference(self) -> HamiltonianModel:
+        """A copy for inference: the T decoder is dropped (and, for ``trace``, the invariant
+        branch, which then feeds nothing); the invariant encoder inside Grad is kept."""
+        m = copy.deepcopy(self)
+        m.trace_decoder = None
+        m.trace_branch = None
+        m.inference_only = True
+        return m.eval()
+
+
+def save_model(model: HamiltonianModel, path: str | Path) -> None:
+    """Write a self-describing checkpoint (basis, configs, dtype, weights) for load_model."""
+    dtype = next(model.parameters()).dtype
+    torch.save({
+        "format": FORMAT, "version": FORMAT_VERSION,
+        "basis": model.basis.to_dict(), "spinful": model.spinful,
+        "model": dict(vars(model.model_config)), "tracegrad": dict(vars(model.tracegrad_config)),
+        "inference_only": model.inference_only, "dtype": str(dtype).removeprefix("torch."),
+        "state_dict": model.state_dict(),
+    }, Path(path))
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> HamiltonianModel:
+    """Rebuild a model written by :func:`save_model` (weights_only load, no pickled code)."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise TgkitError(f"{path}: cannot read model checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise TgkitError(f"{path}: not a tgkit model checkpoint")
+    if ckpt.get("version") != FORMAT_VERSION:
+        raise TgkitError(f"{path}: checkpoint version {ckpt.get('version')} is not supported")
+    model = HamiltonianModel(
+        OrbitalBasis.from_dict(ckpt["basis"]), ckpt["spinful"],
+        section_from_dict(ModelConfig, ckpt["model"], "model"),
+        section_from_dict(TraceGradConfig, ckpt["tracegrad"], "tracegrad"),
+        dtype=getattr(torch, ckpt["dtype"]),
+    )
+    if ckpt["inference_only"]:
+        model = model.export_inference()
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(map_location)

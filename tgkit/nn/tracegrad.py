@@ -1,0 +1,161 @@
+"""TraceGrad (paper sections 4 and 8): the trace label, the invariant branch and the Grad operator.
+
+* **Trace** (Theorem 1): ``T_b = tr(H_b H_b^dagger) = ||H_b||_F^2`` for every shell-pair block b
+  of every edge is SO(3)- (and SU(2)-) invariant. :func:`trace_labels` computes it from the
+  targets; :class:`TraceDecoder` predicts it from the last module's invariant features z.
+* **Grad** (Theorem 2, eq. 9): in each encoder module, for features f,
+  ``u = square(f) = CGDecomp_ext(f (x) f, 0, W)``, ``z = s_nonlin(u)`` and ``v = dz/df``;
+  the module outputs ``o = f + v``.
+
+``square`` pairs only channels of the same degree *and parity*: their CG product to degree 0
+is ``f_i . f_j / sqrt(2l+1)``, so ``u_c = sum_l sum_ij W^c_l[i, j] (f_l f_l^T)[i, j] /
+sqrt(2l+1)``. Then the gradient has a closed form,
+``v_l = sum_c (dZ/du_c) (W^c_l + W^c_l^T) f_l / sqrt(2l+1)`` with ``Z = sum(z)``, so autograd
+runs only through the small MLP ``s_nonlin`` (a few hundred flops per item) instead of back
+through ``square``. It equals ``torch.autograd.grad`` of the whole chain (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from tgkit.irreps import OrbitalBasis
+
+
+class TraceGrad(nn.Module):
+    """Invariant branch ``z = s_nonlin(square(f))`` and, when ``use_grad``, ``o = f + dz/df``.
+
+    Args:
+        irreps: irreps of f (and of o).
+        num_invariants: width of u.
+        hidden: hidden width of s_nonlin.
+        num_z: width of z.
+        use_grad: add v to f (Grad); otherwise o = f and only z is computed (Trace only).
+
+    Shapes: ``f (..., irreps.dim)`` -> ``(o (..., irreps.dim), z (..., num_z))``; z is 0e.
+    """
+
+    def __init__(
+        self, irreps: o3.Irreps | str, num_invariants: int, hidden: int, num_z: int,
+        use_grad: bool = True,
+    ) -> None:
+        super().__init__()
+        self.irreps_in = self.irreps_out = o3.Irreps(irreps)
+        self.irreps_z = o3.Irreps(f"{num_z}x0e")
+        self.use_grad = use_grad
+        # one group per irrep type (l, p): slices of f that are channels of that type
+        self.groups: list[tuple[o3.Irrep, list[slice], int]] = []
+        for ir in sorted({ir for mul, ir in self.irreps_in if mul > 0}):
+            sls = [sl for (m, i), sl in zip(self.irreps_in, self.irreps_in.slices(), strict=True)
+                   if i == ir and m > 0]
+            mul = sum(self.irreps_in[k].mul for k, (_, i) in enumerate(self.irreps_in) if i == ir)
+            self.groups.append((ir, sls, mul))
+        # W of eq. 9: W[c, i, j] mixes channel pair (i, j) of one degree into invariant c
+        self.square_weights = nn.ParameterList([
+            nn.Parameter(torch.randn(num_invariants, mul, mul) / (mul * len(self.groups) ** 0.5))
+            for _, _, mul in self.groups
+        ])
+        self.s_nonlin = nn.Sequential(
+            nn.Linear(num_invariants, hidden), nn.LayerNorm(hidden), nn.SiLU(),
+            nn.Linear(hidden, num_z),
+        )
+
+    def _split(self, f: torch.Tensor) -> list[torch.Tensor]:
+        """f -> per irrep type ``(..., mul, 2l+1)``."""
+        lead = f.shape[:-1]
+        return [torch.cat([f[..., sl].reshape(*lead, -1, ir.dim) for sl in sls], dim=-2)
+                for ir, sls, _ in self.groups]
+
+    def _merge(self, parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_split`."""
+        out = torch.zeros_like(like)
+        for (ir, sls, _), x in zip(self.groups, parts, strict=True):
+            start = 0
+            for sl in sls:
+                m = (sl.stop - sl.start) // ir.dim
+                out[..., sl] = x[..., start:start + m, :].flatten(-2)
+                start += m
+        return out
+
+    def square(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """``u = CGDecomp_ext(f (x) f, 0, W)``: ``(..., num_invariants)``, invariant."""
+        u = 0.0
+        for (ir, _, _), x, w in zip(self.groups, parts, self.square_weights, strict=True):
+            gram = x @ x.transpose(-1, -2)  # (..., mul, mul), rotation invariant
+            u = u + gram.flatten(-2) @ w.flatten(1).T / ir.dim**0.5
+        return u
+
+    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = self._split(f)
+        u = self.square(parts)
+        if not self.use_grad:
+            return f, self.s_nonlin(u)
+        # Works under torch.no_grad(): the small MLP pass runs with grad enabled. The graph for
+        # second derivatives is kept only while training (never use torch.inference_mode()).
+        tracked = u.requires_grad
+        with torch.enable_grad():
+            u_in = u if tracked else u.detach().requires_grad_(True)
+            z = self.s_nonlin(u_in)
+            (dz_du,) = torch.autograd.grad(
+                z.sum(), u_in, create_graph=self.training and tracked, retain_graph=tracked
+            )
+        if not tracked:
+            z = z.detach()
+        v = []
+        for (ir, _, mul), x, w in zip(self.groups, parts, self.square_weights, strict=True):
+            m = (dz_du @ w.flatten(1)).unflatten(-1, (mul, mul))  # sum_c dZ/du_c W^c
+            v.append((m + m.transpose(-1, -2)) @ x / ir.dim**0.5)
+        return f + self._merge(v, f), z
+
+    def grad_autograd(self, f: torch.Tensor) -> torch.Tensor:
+        """Reference ``v = d(sum z)/df`` by plain autograd through square and s_nonlin (tests)."""
+        with torch.enable_grad():
+            f = f.detach().requires_grad_(True)
+            z = self.s_nonlin(self.square(self._split(f)))
+            return torch.autograd.grad(z.sum(), f)[0]
+
+
+class TraceDecoder(nn.Module):
+    """Shallow invariant decoder: z of the last module -> predicted T per shell-pair block.
+
+    Shapes: ``(E, num_z)`` -> ``(E, num_pairs)``.
+    """
+
+    def __init__(self, num_z: int, hidden: int, num_pairs: int) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(f"{num_z}x0e")
+        self.irreps_out = o3.Irreps(f"{num_pairs}x0e")
+        self.mlp = nn.Sequential(nn.Linear(num_z, hidden), nn.SiLU(), nn.Linear(hidden, num_pairs))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mlp(z)
+
+
+def shell_membership(basis: OrbitalBasis, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """(B, num_shells) 0/1 matrix: universal orbital -> its shell."""
+    m = torch.zeros(basis.dim, len(basis.shells), dtype=dtype)
+    for k, s in enumerate(basis.shells):
+        off = basis.shell_offset[s]
+        m[off:off + s.dim, k] = 1.0
+    return m
+
+
+def trace_labels(h: torch.Tensor, basis: OrbitalBasis) -> torch.Tensor:
+    """Trace labels ``T_b = tr(H_b H_b^dagger)`` of every shell-pair block of every edge.
+
+    Args:
+        h: ``(E, B, B)`` real or ``(E, 2B, 2B)`` complex spin-major blocks (e3nn order).
+        basis: the universal basis; pairs are ordered as ``basis.shell_pairs()``.
+
+    Returns:
+        ``(E, P)`` real, P = num_shells**2. For SOC blocks the four spin sub-blocks of a shell
+        pair are summed, which keeps T invariant under SU(2) as well.
+    """
+    sq = h.abs().pow(2) if h.is_complex() else h.pow(2)
+    if sq.shape[-1] == 2 * basis.dim:
+        b = basis.dim
+        sq = sq[:, :b, :b] + sq[:, :b, b:] + sq[:, b:, :b] + sq[:, b:, b:]
+    m = shell_membership(basis, sq.dtype).to(sq.device)
+    return (m.T @ sq @ m).flatten(1)
