@@ -279,3 +279,47 @@ def basis_rotation(
     if not spinful:
         return d
     return torch.kron(su2_matrix(rot), d.to(torch.complex128))
+
+
+def pyscf_to_openmx_index(orbital_types: Sequence[int]) -> np.ndarray:
+    """Permutation of one atom's PySCF spherical AOs into OpenMX order.
+
+    OpenMX row k = PySCF row ``idx[k]``. PySCF orders p as (x, y, z) (OpenMX's order) and
+    l >= 2 as real solid harmonics m = -l..l, which is e3nn's order (d = xy, yz, z2, xz,
+    x2-y2). Shells keep their order (PySCF lists a shell's contractions one after another).
+    """
+    idx, start = [], 0
+    for l in orbital_types:
+        if l == 1 or l == 0:
+            idx.extend(range(start, start + 2 * l + 1))
+        else:
+            inv = np.argsort(OPENMX_TO_E3NN[l])  # OpenMX row q = e3nn row inv[q]
+            idx.extend(start + int(p) for p in inv)
+        start += 2 * l + 1
+    return np.asarray(idx, dtype=np.int64)
+
+
+# Pauli matrices, cartesian (x, y, z) order; spin is quantized along cartesian z.
+PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=np.complex128)
+
+
+@functools.cache
+def angular_momentum(l: int) -> np.ndarray:
+    """(3, 2l+1, 2l+1) hermitian L_x, L_y, L_z (hbar = 1) on the real harmonics, e3nn order.
+
+    Defined from :func:`wigner_D` so that D(exp(theta [n]_x)) = exp(-i theta n.L) exactly:
+    L_a = i log(D(R_a(theta))) / theta at theta = 0.5 (principal matrix log, ~1e-13).
+    """
+    import scipy.linalg
+
+    theta = 0.5
+    out = []
+    for axis in range(3):
+        k = np.zeros((3, 3))
+        a, b = [(1, 2), (2, 0), (0, 1)][axis]
+        k[b, a], k[a, b] = 1.0, -1.0  # generator of a right-handed rotation about `axis`
+        rot = scipy.linalg.expm(theta * k)
+        d = wigner_D(l, rot).numpy()
+        out.append(1j * scipy.linalg.logm(d) / theta)
+    L = np.stack(out)
+    return 0.5 * (L + L.conj().transpose(0, 2, 1))
