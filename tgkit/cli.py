@@ -30,6 +30,132 @@ def _preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train / eval / ablate / predict (library: tgkit.train) -------------------------------
+def _load_cfg(args: argparse.Namespace):
+    import dataclasses
+
+    from tgkit.config import Config, load_config
+
+    cfg = load_config(args.config) if args.config else Config()
+    data, train = {}, {}
+    if getattr(args, "data", None):
+        data["path"] = str(args.data)
+    for key in ("out_dir", "device", "dtype", "epochs", "max_steps", "seed"):
+        value = getattr(args, key, None)
+        if value is not None:
+            train[key] = str(value) if key == "out_dir" else value
+    if getattr(args, "quiet", False):
+        train["progress"] = False
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data),
+                               train=dataclasses.replace(cfg.train, **train))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tgkit.train.run import train
+
+    train(_load_cfg(args), resume=args.resume)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from tgkit.train.run import evaluate_run, print_summary
+
+    print_summary(evaluate_run(args.model, args.data, args.device, args.out))
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from tgkit.train.ablate import run_ablation
+
+    setups = tuple(s.strip() for s in args.setups.split(",") if s.strip())
+    run_ablation(_load_cfg(args), args.out, args.seeds, setups)
+    print((args.out / "table.md").read_text(), end="")
+    print(f"wrote {args.out}/table.md, table.json, block_mae.npz")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tgkit.train.run import predict
+
+    files = predict(args.model, args.data, args.out, args.device, args.cutoff)
+    print(f"wrote {len(files)} hamiltonians_pred.h5 file(s) under {args.out}")
+    return 0
+
+
+def _common_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, nargs="?", default=None,
+                   help="YAML config (sections data, model, tracegrad, train; documented in "
+                   "tgkit/config.py); default: all defaults")
+    p.add_argument("--data", type=Path, help="override data.path: a DeepH tree or a graph cache")
+    p.add_argument("--device", help="override train.device: auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="override train.dtype")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--max-steps", dest="max_steps", type=int, help="override train.max_steps")
+    p.add_argument("--seed", type=int, help="override train.seed (the first seed for ablate)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_train_commands(sub) -> None:
+    """The ``train``, ``eval``, ``ablate`` and ``predict`` subcommands."""
+    p = sub.add_parser(
+        "train", help="train a model from a YAML config",
+        description="Train a Hamiltonian model (setup baseline/trace/grad/tracegrad from "
+        "tracegrad.setup) with the paper's loss, then evaluate it. The run directory "
+        "(train.out_dir) gets config.yaml, split.json, last.pt/best.pt checkpoints, model.pt, "
+        "metrics.jsonl/csv, results.json (MAE in meV) and block_mae.npz. Multi-GPU: "
+        "torchrun --nproc_per_node=N -m tgkit.cli train CONFIG.",
+    )
+    _common_train_options(p)
+    p.add_argument("--out-dir", dest="out_dir", type=Path, help="override train.out_dir")
+    p.add_argument("--resume", action="store_true",
+                   help="continue exactly from OUT_DIR/last.pt when it exists")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "eval", help="MAE metrics (meV) of a trained model",
+        description="Evaluate a run directory, a training checkpoint or a model.pt: MAE_all, "
+        "MAE_sample^cha, MAE_block^cha on the run's test set (non-twisted and twisted "
+        "separately), or on every structure of --data. SOC errors use the complex modulus.",
+    )
+    p.add_argument("model", type=Path, help="run directory, best.pt/last.pt or model.pt")
+    p.add_argument("--data", type=Path, default=None,
+                   help="DeepH tree or graph cache to evaluate (default: the run's split)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write results.json and block_mae.npz into this directory")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser(
+        "ablate", help="train the four setups x N seeds and write Table 1/2",
+        description="Train baseline, +Trace, +Grad and +TraceGrad with N seeds each on the "
+        "same split; write OUT/table.md|csv|json (mean ± std of MAE_all, MAE_sample^cha, "
+        "MAE_block^cha, challenge sample and block taken from the baseline), "
+        "block_mae.json|npz and one run directory per setup and seed. Rerunning continues "
+        "an interrupted ablation.",
+    )
+    _common_train_options(p)
+    p.add_argument("--out", type=Path, required=True, help="ablation directory")
+    p.add_argument("--seeds", type=int, default=3, help="repeated runs per setup (default 3)")
+    p.add_argument("--setups", default="baseline,trace,grad,tracegrad",
+                   help="comma-separated setups (default all four; baseline is required)")
+    p.set_defaults(func=_ablate)
+
+    p = sub.add_parser(
+        "predict", help="write hamiltonians_pred.h5 for DeepH structures",
+        description="Predict H blocks for every structure under DATA and write "
+        "OUT/<structure>/hamiltonians_pred.h5 in DeepH format (OpenMX orbital order, eV), "
+        "with the structure files copied alongside (OUT may equal DATA).",
+    )
+    p.add_argument("model", type=Path, help="run directory, best.pt/last.pt or model.pt")
+    p.add_argument("data", type=Path, help="a DeepH structure directory or tree")
+    p.add_argument("--out", type=Path, required=True, help="output root")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--cutoff", type=float, default=None,
+                   help="edges within this radius (Angstrom) instead of the hamiltonians.h5 "
+                   "keys, for structures without DFT Hamiltonians")
+    p.set_defaults(func=_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tgkit",
@@ -54,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_preprocess)
+    add_train_commands(sub)
     return parser
 
 

@@ -1,0 +1,343 @@
+"""Entry points behind ``tgkit train|eval|predict``: from a config to a finished run directory.
+
+Layout of a training run directory (``train.out_dir``)::
+
+    config.yaml       the full configuration used (every default written out)
+    split.json        structure names of train / val / test / test_twisted
+    graphs.h5         graph cache, when data.path is a DeepH tree and data.cache is unset
+    last.pt, best.pt  full training checkpoints (resume with ``tgkit train --resume``)
+    model.pt          best weights for inference (tgkit.nn.load_model; no T decoder)
+    metrics.jsonl     one JSON record per log step ("kind": "train") and validation ("val")
+    metrics.csv       the validation records as a table
+    results.json      {"val"|"test"|"test_t": {"mae_all", "mae_sample_cha", "mae_block_cha",
+                       "worst_sample", "worst_block", "loss_q", "loss_t", "mae_sample": {name: meV},
+                       "mae_block": {"C-C s1-p1": meV}, "num_samples"}}, "stop_reason", "steps"
+    block_mae.npz     "<subset>/orbital_mae" and "<subset>/orbital_count" (S, S, B, B) arrays,
+                       "species" (S,), "orbital_labels" (B,) for heatmaps
+    tensorboard/      when the tensorboard package is installed
+
+``test`` is the non-twisted test set (the paper's "nt"), ``test_t`` the twisted one ("t").
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tgkit import keys as K
+from tgkit.config import Config, config_to_dict, save_config
+from tgkit.data.deeph import find_structures, read_structure, write_structure
+from tgkit.data.graph import graph_blocks, to_device
+from tgkit.data.splits import (
+    PAPER_SPLITS,
+    Split,
+    split_by_seed,
+    split_from_lists,
+    split_from_manifest,
+)
+from tgkit.data.store import GraphDataset, build_cache
+from tgkit.errors import ConfigError, TgkitError
+from tgkit.irreps import OrbitalBasis
+from tgkit.train import hooks as H
+from tgkit.train.checkpoint import load_checkpoint, seed_everything
+from tgkit.train.distributed import (
+    SINGLE,
+    DistEnv,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+    parse_dtype,
+)
+from tgkit.train.metrics import SHELL_LETTERS, EvalResult
+from tgkit.train.trainer import Trainer, evaluate
+
+
+def prepare_cache(config: Config, out_dir: Path, env: DistEnv = SINGLE) -> Path:
+    """The graph cache of ``data.path``: the file itself, or one built from a DeepH tree."""
+    raw = config.data.path
+    if not raw:
+        raise ConfigError("data.path: required (a DeepH structure tree or a graph cache .h5)")
+    path = Path(raw)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise ConfigError(f"data.path: {path} does not exist")
+    cache = Path(config.data.cache) if config.data.cache else out_dir / "graphs.h5"
+    if env.is_main and not _cache_matches(cache, path):
+        build_cache(path, cache, progress=False)
+    barrier()
+    return cache
+
+
+def _cache_matches(cache: Path, source: Path) -> bool:
+    if not cache.exists():
+        return False
+    import h5py
+
+    with h5py.File(cache, "r") as f:
+        return f.attrs.get("source") == str(source.resolve()) and float(f.attrs["cutoff"]) < 0
+
+
+def make_split(config: Config, ds: GraphDataset) -> Split:
+    """The train/val/test split that ``data.split`` asks for."""
+    d = config.data
+    names = ds.all_names
+    twisted = [n for n, t in ds.twisted.items() if t]
+    if d.split == "random":
+        test = max(0.0, 1.0 - d.train_fraction - d.val_fraction)
+        return split_by_seed(names, (d.train_fraction, d.val_fraction, test), d.split_seed, twisted)
+    if d.split.upper() in PAPER_SPLITS:
+        return split_from_manifest(d.split, names, twisted, d.split_seed)
+    path = Path(d.split)
+    if not path.is_file():
+        raise ConfigError(f"data.split: {d.split!r} is not random, a manifest "
+                          f"({', '.join(PAPER_SPLITS)}) or an existing split JSON file")
+    s = Split.from_json(path)
+    return split_from_lists(names, {"train": s.train, "val": s.val, "test": s.test,
+                                    "test_twisted": s.test_twisted})
+
+
+def check_trainable(ds: GraphDataset) -> None:
+    """A training set needs DFT blocks: caches built with a cutoff (prediction) have none."""
+    if len(ds) and K.HAMILTONIAN not in ds[0]:
+        raise TgkitError(f"{ds.path}: the cache has no Hamiltonians (built for prediction with a "
+                         "cutoff?); training needs hamiltonians.h5 in every structure")
+
+
+def build_model(config: Config, basis: OrbitalBasis, spinful: bool, dtype: torch.dtype):
+    from tgkit.nn import HamiltonianModel
+
+    return HamiltonianModel(basis, spinful, config.model, config.tracegrad, dtype=dtype)
+
+
+def default_hooks(config: Config, out_dir: Path, verbose: bool = True) -> list[H.Hook]:
+    t = config.train
+    hooks: list[H.Hook] = [H.LRMonitor(), H.MetricsLogger(out_dir)]
+    if t.tensorboard:
+        hooks.append(H.TensorBoard(out_dir / "tensorboard"))
+    if t.progress:
+        hooks.append(H.ProgressBar())
+    if verbose:
+        hooks.append(H.PrintValidation())
+    if t.early_stopping:
+        hooks.append(H.EarlyStopping(t.early_stopping))
+    hooks.append(H.Checkpoint(out_dir, every_n_steps=t.checkpoint_every))
+    return hooks
+
+
+def orbital_labels(basis: OrbitalBasis) -> list[str]:
+    """``s1``, ``p1:-1``, ... label of each of the B universal orbitals (e3nn m order)."""
+    out = []
+    for sh in basis.shells:
+        for m in range(-sh.l, sh.l + 1):
+            out.append(f"{SHELL_LETTERS[sh.l]}{sh.n + 1}" + (f":{m:+d}" if sh.l else ""))
+    return out
+
+
+def result_json(res: EvalResult, n: int) -> dict[str, Any]:
+    return {**res.summary(), "worst_sample": res.worst_sample if res.mae_sample else None,
+            "worst_block": res.worst_block if res.mae_block else None, **res.to_json(),
+            "num_samples": n}
+
+
+def evaluate_subsets(model, ds: GraphDataset, split: Split, device, env: DistEnv = SINGLE,
+                     batch_size: int = 1) -> dict[str, tuple[EvalResult, int]]:
+    """Metrics of the val, test ("nt") and twisted test ("t") subsets that are not empty."""
+    out = {}
+    for key, names in (("val", split.val), ("test", split.test), ("test_t", split.test_twisted)):
+        if names:
+            out[key] = (evaluate(model, ds.subset(names), device, env, batch_size), len(names))
+    return out
+
+
+def write_results(out_dir: Path, results: dict[str, tuple[EvalResult, int]], basis: OrbitalBasis,
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    doc = {k: result_json(r, n) for k, (r, n) in results.items()} | extra
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=1))
+    arrays: dict[str, np.ndarray] = {"species": np.asarray(basis.species),
+                                     "orbital_labels": np.asarray(orbital_labels(basis))}
+    for k, (r, _) in results.items():
+        arrays[f"{k}/orbital_mae"] = r.orbital_mae
+        arrays[f"{k}/orbital_count"] = r.orbital_count
+    np.savez(out_dir / "block_mae.npz", **arrays)
+    return doc
+
+
+def train(config: Config, resume: bool = False, extra_hooks: Sequence[H.Hook] = (),
+          verbose: bool = True) -> dict[str, Any]:
+    """Train a model as ``config`` says and evaluate it; returns the ``results.json`` dict.
+
+    Args:
+        config: the full configuration (``data.path`` required).
+        resume: continue from ``<out_dir>/last.pt`` when it exists (exactly where it stopped).
+        extra_hooks: added to :func:`default_hooks` (e.g. a dashboard from ``tgkit.viz``).
+        verbose: print one line per validation and the final metrics.
+    """
+    t = config.train
+    env, device = init_distributed(t.device)
+    dtype = parse_dtype(t.dtype)
+    out_dir = Path(t.out_dir)
+    if env.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    cache = prepare_cache(config, out_dir, env)
+    ds = GraphDataset(cache, dtype=dtype)
+    check_trainable(ds)
+    split = make_split(config, ds)
+    if env.is_main:
+        save_config(config, out_dir / "config.yaml")
+        split.to_json(out_dir / "split.json")
+    seed_everything(t.seed)
+    model = build_model(config, ds.basis, ds.spinful, dtype)
+    broadcast_parameters(model)
+    hooks = [*default_hooks(config, out_dir, verbose and env.is_main), *extra_hooks]
+    trainer = Trainer(model, ds.subset(split.train), ds.subset(split.val) if split.val else None,
+                      t, hooks, env, device, config.data.num_workers)
+    trainer.extra_state = {"config": config_to_dict(config), "basis": ds.basis.to_dict(),
+                           "spinful": ds.spinful}
+    last = out_dir / "last.pt"
+    trainer.fit(resume=last if resume and last.exists() else None)
+    barrier()
+    best = out_dir / "best.pt"
+    if best.exists():
+        model.load_state_dict(load_checkpoint(best, device)["model"])
+    results = evaluate_subsets(model, ds, split, device, env, trainer.local_batch)
+    doc = {}
+    if env.is_main:
+        from tgkit.nn import save_model
+
+        save_model(model.export_inference(), out_dir / "model.pt")
+        doc = write_results(out_dir, results, ds.basis, {"stop_reason": trainer.stop_reason,
+                                                         "steps": trainer.global_step})
+        if verbose:
+            print_summary(doc)
+    barrier()
+    return doc
+
+
+def print_summary(doc: dict[str, Any]) -> None:
+    """Print MAE_all, MAE_sample^cha and MAE_block^cha of each subset (meV)."""
+    for key, label in (("val", "validation"), ("test", "test (nt)"), ("test_t", "test (t)")):
+        if key in doc:
+            r = doc[key]
+            print(f"{label:<12} MAE_all {r['mae_all']:8.3f} meV   MAE_sample^cha "
+                  f"{r['mae_sample_cha']:8.3f} meV ({r['worst_sample']})   MAE_block^cha "
+                  f"{r['mae_block_cha']:8.3f} meV ({r['worst_block']})   [{r['num_samples']} "
+                  "structures]", flush=True)
+
+
+def _load_for_eval(path: Path, device: torch.device):
+    """A model and its training checkpoint (or None) from a run dir, ``*.pt`` checkpoint or
+    ``model.pt``."""
+    from tgkit.nn import load_model
+
+    if path.is_dir():
+        path = path / ("best.pt" if (path / "best.pt").exists() else "model.pt")
+    if not path.is_file():
+        raise TgkitError(f"{path}: no such checkpoint or run directory")
+    head = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(head, dict) and "trainer" in head:
+        state = load_checkpoint(path, device)
+        from tgkit.config import config_from_dict
+
+        cfg = config_from_dict(state["config"])
+        model = build_model(cfg, OrbitalBasis.from_dict(state["basis"]), state["spinful"],
+                            parse_dtype(cfg.train.dtype))
+        model.load_state_dict(state["model"])
+        return model.to(device), cfg
+    return load_model(path, device), None
+
+
+def evaluate_run(model_path: str | Path, data: str | Path | None = None, device: str = "auto",
+                 out: str | Path | None = None) -> dict[str, Any]:
+    """``tgkit eval``: metrics of a trained model.
+
+    Args:
+        model_path: a run directory, a training checkpoint or a ``model.pt``.
+        data: a DeepH tree or cache to evaluate on as a whole; default: the run's own split.
+        device: as ``train.device``.
+        out: write results.json and block_mae.npz there (default: nowhere).
+    """
+    _, dev = init_distributed(device)
+    model, cfg = _load_for_eval(Path(model_path), dev)
+    dtype = next(model.parameters()).dtype
+    if data is None:
+        if cfg is None:
+            raise TgkitError(f"{model_path}: a model.pt has no data settings; pass --data")
+        run_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
+        ds = GraphDataset(prepare_cache(cfg, Path(cfg.train.out_dir)), dtype=dtype)
+        split_file = run_dir / "split.json"
+        split = Split.from_json(split_file) if split_file.exists() else make_split(cfg, ds)
+    else:
+        tmp = None
+        path = Path(data)
+        if path.is_dir():
+            tmp = Path(tempfile.mkdtemp(prefix="tgkit-eval-"))
+            path = build_cache(path, tmp / "graphs.h5", basis=model.basis, progress=False)
+        ds = GraphDataset(path, dtype=dtype)
+        check_trainable(ds)
+        tw = tuple(n for n, t in ds.twisted.items() if t)
+        split = Split((), (), tuple(n for n in ds.all_names if n not in tw), tw)
+    results = evaluate_subsets(model, ds, split, dev)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        doc = write_results(Path(out), results, model.basis, {})
+    else:
+        doc = {k: result_json(r, n) for k, (r, n) in results.items()}
+    if data is not None and tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return doc
+
+
+def predict(model_path: str | Path, data: str | Path, out: str | Path, device: str = "auto",
+            cutoff: float | None = None) -> list[Path]:
+    """``tgkit predict``: write ``hamiltonians_pred.h5`` (DeepH format, OpenMX order, eV) for
+    every structure under ``data`` into ``out/<structure>/`` (the other DeepH files are copied
+    so that ``out`` is a complete DeepH tree; ``out == data`` only adds the prediction files).
+
+    Args:
+        model_path: a run directory, training checkpoint or ``model.pt``.
+        data: a DeepH structure directory or tree.
+        out: output root.
+        cutoff: edges within this radius (Angstrom) instead of the hamiltonians.h5 keys, for
+            structures without DFT Hamiltonians.
+    """
+    _, dev = init_distributed(device)
+    model, _ = _load_for_eval(Path(model_path), dev)
+    model = model.export_inference() if hasattr(model, "export_inference") else model.eval()
+    dtype = next(model.parameters()).dtype
+    root, out = Path(data), Path(out)
+    dirs = find_structures(root)
+    written = []
+    with tempfile.TemporaryDirectory(prefix="tgkit-predict-") as tmp:
+        try:
+            cache = build_cache(root, Path(tmp) / "graphs.h5", basis=model.basis, cutoff=cutoff,
+                                progress=False)
+        except (KeyError, ValueError) as exc:
+            raise TgkitError(f"{root}: structures do not fit the model's basis "
+                             f"{model.basis.orbital_types} ({exc})") from None
+        ds = GraphDataset(cache, dtype=dtype)
+        by_name = {(str(d.relative_to(root)) if d != root else d.name).replace("/", "__"): d
+                   for d in dirs}
+        with torch.no_grad():
+            for k, name in enumerate(ds.names):
+                graph = ds[k]
+                g = to_device({**graph, K.BATCH: torch.zeros(int(graph[K.NUM_NODES][0]),
+                                                             dtype=torch.long)}, dev)
+                g.pop(K.HAMILTONIAN, None)
+                pred = model(g)[K.H_PRED]
+                blocks = graph_blocks({**graph, K.HAMILTONIAN: pred}, model.basis)
+                src = by_name[name]
+                s = read_structure(src, require_hamiltonian=False)
+                s.hamiltonians = blocks
+                rel = src.relative_to(root) if src != root else Path(src.name)
+                dest = out / rel
+                write_structure(s, dest, hamiltonian_file="hamiltonians_pred.h5")
+                written.append(dest / "hamiltonians_pred.h5")
+    return written
