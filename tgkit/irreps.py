@@ -299,6 +299,38 @@ def pyscf_to_openmx_index(orbital_types: Sequence[int]) -> np.ndarray:
     return np.asarray(idx, dtype=np.int64)
 
 
+# Names of the OpenMX-ordered orbitals of one shell (for labels in figures and tables).
+OPENMX_ORBITAL_NAMES: dict[int, tuple[str, ...]] = {
+    0: ("s",),
+    1: ("px", "py", "pz"),
+    2: ("dz2", "dx2-y2", "dxy", "dxz", "dyz"),
+    3: tuple(f"f{m}" for m in range(7)),
+}
+
+
+def orbital_labels(orbital_types: Sequence[int]) -> list[str]:
+    """Labels of one atom's orbitals in file (OpenMX) order, e.g. ``1s 2s 1px ... 1dyz``.
+
+    Shells of the same l are numbered from 1 in their order of appearance.
+    """
+    seen: dict[int, int] = {}
+    out = []
+    for l in orbital_types:
+        seen[l] = seen.get(l, 0) + 1
+        out.extend(f"{seen[l]}{name}" for name in OPENMX_ORBITAL_NAMES[l])
+    return out
+
+
+def shell_labels(orbital_types: Sequence[int]) -> list[str]:
+    """Labels of one atom's shells in file order, e.g. ``1s 2s 1p 2p 1d``."""
+    seen: dict[int, int] = {}
+    out = []
+    for l in orbital_types:
+        seen[l] = seen.get(l, 0) + 1
+        out.append(f"{seen[l]}{'spdf'[l]}")
+    return out
+
+
 # Pauli matrices, cartesian (x, y, z) order; spin is quantized along cartesian z.
 PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=np.complex128)
 
