@@ -1,0 +1,145 @@
+"""Trainer: determinism, hooks and their saved state, checkpoints, device logic, bad configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from tests.train.conftest import tiny_config
+from tgkit.config import config_from_dict
+from tgkit.errors import ConfigError, DeepHFormatError, TgkitError
+from tgkit.train import hooks as H
+from tgkit.train.checkpoint import CHECKPOINT_FORMAT
+from tgkit.train.distributed import DistEnv, backend_for, env_from_environ, select_device
+from tgkit.train.run import train
+from tgkit.train.trainer import _loader
+
+
+class Recorder(H.Hook):
+    def __init__(self):
+        self.events = []
+
+    def on_fit_start(self, trainer):
+        self.events.append("fit_start")
+
+    def on_epoch_start(self, trainer, epoch):
+        self.events.append(f"epoch_start{epoch}")
+
+    def on_batch_end(self, trainer, metrics):
+        self.events.append("batch")
+
+    def on_validation_end(self, trainer, metrics):
+        self.events.append("val")
+
+    def on_epoch_end(self, trainer, epoch):
+        self.events.append(f"epoch_end{epoch}")
+
+    def on_fit_end(self, trainer):
+        self.events.append("fit_end")
+
+    def on_exception(self, trainer, exc):
+        self.events.append(f"exception:{exc}")
+
+    def state_dict(self):
+        return {"n": len(self.events)}
+
+
+def test_same_seed_same_metrics_and_hook_order(toy_cache, tmp_path):
+    rec = Recorder()
+    a = train(tiny_config(toy_cache, tmp_path / "a"), extra_hooks=[rec], verbose=False)
+    b = train(tiny_config(toy_cache, tmp_path / "b"), verbose=False)
+    assert a == b
+    assert set(a) >= {"val", "test", "stop_reason", "steps"} and a["steps"] == 8
+    assert a["test"]["mae_all"] > 0 and math.isfinite(a["test"]["mae_block_cha"])
+    per_epoch = ["epoch_start{e}"] + ["batch"] * 4 + ["val", "epoch_end{e}"]
+    expected = ["fit_start"] + [x.format(e=e) for e in (0, 1) for x in per_epoch] + ["fit_end"]
+    assert rec.events == expected
+    # checkpoints load with weights_only=True and carry the hook states
+    ck = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert ck["format"] == CHECKPOINT_FORMAT and ck["trainer"]["global_step"] == 8
+    assert ck["hooks"]["Recorder"] == {"n": len(expected)}  # Checkpoint saves after the others
+    assert (tmp_path / "a" / "best.pt").exists() and (tmp_path / "a" / "model.pt").exists()
+    vals = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [v["kind"] for v in vals].count("val") == 2 and "lr" in vals[-1]
+    assert (tmp_path / "a" / "metrics.csv").read_text().count("\n") == 3  # header + 2
+
+
+def test_other_seed_differs(toy_cache, tmp_path):
+    a = train(tiny_config(toy_cache, tmp_path / "a", max_steps=2), verbose=False)
+    b = train(tiny_config(toy_cache, tmp_path / "b", max_steps=2, seed=7), verbose=False)
+    assert a["steps"] == b["steps"] == 2 and "max_steps" in a["stop_reason"]
+    assert a["test"]["mae_all"] != b["test"]["mae_all"]
+
+
+def test_early_stopping_and_exception_hooks(toy_cache, tmp_path):
+    stopper = H.EarlyStopping(patience=1, monitor="val_loss", min_delta=1e9)
+    doc = train(tiny_config(toy_cache, tmp_path / "es", epochs=5, setup="baseline"),
+                extra_hooks=[stopper], verbose=False)
+    assert "early stopping" in doc["stop_reason"] and doc["steps"] == 8
+    assert stopper.state_dict() == {"best": pytest.approx(stopper.best), "wait": 1}
+
+    class Boom(H.Hook):
+        def on_batch_end(self, trainer, metrics):
+            raise RuntimeError("boom")
+
+    rec = Recorder()
+    with pytest.raises(RuntimeError, match="boom"):
+        train(tiny_config(toy_cache, tmp_path / "ex", setup="baseline"),
+              extra_hooks=[Boom(), rec], verbose=False)
+    assert rec.events[-1] == "exception:boom"
+
+
+def test_device_selection_logic():
+    assert select_device("cpu", cuda_available=True, cuda_count=2).type == "cpu"
+    assert select_device("auto", cuda_available=False).type == "cpu"
+    assert select_device("auto", local_rank=1, cuda_available=True, cuda_count=2) == \
+        torch.device("cuda", 1)
+    assert select_device("cuda", local_rank=3, cuda_available=True, cuda_count=2) == \
+        torch.device("cuda", 1)
+    assert select_device("cuda:0", cuda_available=True, cuda_count=1) == torch.device("cuda", 0)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        select_device("cuda", cuda_available=False)
+    with pytest.raises(ConfigError, match="only 1 CUDA"):
+        select_device("cuda:3", cuda_available=True, cuda_count=1)
+    with pytest.raises(ConfigError, match="train.device"):
+        select_device("tpu", cuda_available=True, cuda_count=1)
+    assert backend_for(torch.device("cuda", 0)) == "nccl" and backend_for(torch.device("cpu")) == "gloo"
+    env = env_from_environ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
+    assert env == DistEnv(3, 4, 1) and env.distributed and not env.is_main
+    # batches for a GPU come from pinned memory (asynchronous host-to-device copies)
+    assert _loader([], [], 0, torch.device("cuda", 0)).pin_memory
+    assert not _loader([], [], 0, torch.device("cpu")).pin_memory
+
+
+def test_bad_configs(toy_tree, tmp_path):
+    with pytest.raises(ConfigError, match="train: unknown key"):
+        config_from_dict({"train": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="train.dtype"):
+        config_from_dict({"train": {"dtype": "float16"}})
+    with pytest.raises(ConfigError, match="model.irreps_hidden"):
+        config_from_dict({"model": {"irreps_hidden": "4x1o+2x2e"}})
+    with pytest.raises(ConfigError, match="data.path"):
+        train(config_from_dict({"train": {"out_dir": str(tmp_path / "x")}}), verbose=False)
+    cfg = tiny_config(tmp_path / "nowhere", tmp_path / "y")
+    with pytest.raises(ConfigError, match="does not exist"):
+        train(cfg, verbose=False)
+    cfg = tiny_config(toy_tree, tmp_path / "z", batch_size=1, device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            train(cfg, verbose=False)
+    # a structure without hamiltonians.h5 cannot be trained on
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(toy_tree, broken)
+    (broken / "s001" / "hamiltonians.h5").unlink()
+    with pytest.raises(DeepHFormatError, match="hamiltonians.h5"):
+        train(tiny_config(broken, tmp_path / "w"), verbose=False)
+    cfg = tiny_config(toy_tree, tmp_path / "v")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split="nosuch.json"))
+    with pytest.raises(TgkitError, match="data.split"):
+        train(cfg, verbose=False)
