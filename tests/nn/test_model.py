@@ -1,0 +1,172 @@
+"""The whole model: O(3)/SU(2) equivariance, hermiticity, locality, export, training."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from tgkit import keys as K
+from tgkit.data.graph import collate
+from tgkit.irreps import basis_rotation
+from tgkit.nn import load_model, save_model, trace_labels
+
+from .conftest import SETUPS, TOL, get_model, rotate_graph, rotations, spinful_graph
+
+
+def _assert_equivariant(model, graph, spinful):
+    out = model(graph)
+    h = out[K.H_PRED]
+    assert h.abs().max() > 1e-3  # a non-trivial prediction
+    for rot in rotations():
+        out_r = model(rotate_graph(graph, rot))
+        d = basis_rotation(model.basis, rot, spinful)
+        d = d if spinful else d.to(h.dtype)
+        expected = d @ h @ d.conj().T
+        assert (out_r[K.H_PRED] - expected).abs().max() <= TOL
+        if K.T_PRED in out:  # Theorem 1 on the prediction side: T is invariant
+            assert (out_r[K.T_PRED] - out[K.T_PRED]).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("spinful", [False, True], ids=["spinless", "soc"])
+@pytest.mark.parametrize("setup", SETUPS)
+def test_equivariance_mixed_elements(setup, spinful, mixed_graph):
+    """Rotated crystal -> D H D^dagger, inversion included (parity), C + O + H bases."""
+    with torch.no_grad():
+        _assert_equivariant(get_model(setup, spinful), mixed_graph, spinful)
+
+
+@pytest.mark.parametrize("spinful", [False, True], ids=["spinless", "soc"])
+def test_equivariance_twisted_bilayer(spinful, bilayer_graph):
+    with torch.no_grad():
+        _assert_equivariant(get_model("tracegrad", spinful), bilayer_graph, spinful)
+
+
+def test_equivariance_in_training_mode(carbon_graph):
+    """create_graph=True (training) must give the same, equivariant, forward values."""
+    model = get_model("tracegrad", fresh=True).train()
+    _assert_equivariant(model, carbon_graph, False)
+    with torch.no_grad():
+        ref = get_model("tracegrad")(carbon_graph)[K.H_PRED]
+    assert (model(carbon_graph)[K.H_PRED] - ref).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("spinful", [False, True], ids=["spinless", "soc"])
+def test_hermitian_across_reverse_edges(spinful, mixed_graph):
+    h = get_model("grad", spinful)(mixed_graph)[K.H_PRED].detach()
+    rev = mixed_graph[K.REVERSE_EDGE]
+    assert (h - h[rev].transpose(-1, -2).conj()).abs().max() <= TOL
+
+
+def test_masks_follow_species(mixed_graph, basis):
+    out = get_model("trace")(mixed_graph)
+    assert (out[K.H_PRED][~out[K.H_MASK]] == 0).all()
+    hydrogen = basis.species_index(1)
+    sp = mixed_graph[K.SPECIES][mixed_graph[K.EDGE_INDEX]]
+    hh = (sp[0] == hydrogen) & (sp[1] == hydrogen)
+    assert out[K.H_MASK][hh].sum(dim=(1, 2)).eq(5 * 5).all()  # H: s s p
+    assert out[K.BLOCK_MASK][hh].sum(1).eq(3 * 3).all()
+    label = out[K.T_LABEL]
+    assert (label[~out[K.BLOCK_MASK]] == 0).all()
+
+
+def test_independent_of_edge_order(mixed_graph):
+    model = get_model("tracegrad")
+    e = mixed_graph[K.EDGE_VEC].shape[0]
+    perm = torch.randperm(e, generator=torch.Generator().manual_seed(0))
+    inv = torch.argsort(perm)
+    g = dict(mixed_graph)
+    for key in (K.EDGE_VEC, K.CELL_SHIFT, K.HAMILTONIAN, K.OVERLAP):
+        g[key] = mixed_graph[key][perm]
+    g[K.EDGE_INDEX] = mixed_graph[K.EDGE_INDEX][:, perm]
+    g[K.REVERSE_EDGE] = inv[mixed_graph[K.REVERSE_EDGE][perm]]
+    with torch.no_grad():
+        a, b = model(mixed_graph), model(g)
+    for key in (K.H_PRED, K.T_PRED):
+        assert (b[key] - a[key][perm]).abs().max() <= TOL
+
+
+def test_independent_of_batch_composition(mixed_graph, carbon_graph, bilayer_graph):
+    model = get_model("tracegrad", spinful=True)
+    with torch.no_grad():
+        alone = model(carbon_graph)[K.H_PRED]
+        batch = model(collate([mixed_graph, carbon_graph, bilayer_graph]))[K.H_PRED]
+    e0 = mixed_graph[K.EDGE_VEC].shape[0]
+    assert (batch[e0:e0 + alone.shape[0]] - alone).abs().max() <= TOL
+
+
+def test_no_grad_eval_matches_grad_enabled(mixed_graph):
+    model = get_model("grad")
+    with torch.no_grad():
+        a = model(mixed_graph)[K.H_PRED]
+    b = model(mixed_graph)[K.H_PRED]
+    assert (a - b).abs().max() <= TOL and not a.requires_grad
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_export_and_load_round_trip(setup, mixed_graph, tmp_path):
+    model = get_model(setup)
+    infer = model.export_inference()
+    assert infer.trace_decoder is None and infer.trace_branch is None
+    assert len(infer.node_grads) == len(model.node_grads)  # the invariant encoder stays
+    with torch.no_grad():
+        ref = model(mixed_graph)
+        got = infer(mixed_graph)
+    assert K.T_PRED not in got
+    assert (got[K.H_PRED] - ref[K.H_PRED]).abs().max() == 0
+    for m, name in ((model, "full.pt"), (infer, "infer.pt")):
+        save_model(m, tmp_path / name)
+        back = load_model(tmp_path / name)
+        assert back.inference_only == m.inference_only
+        with torch.no_grad():
+            out = back(mixed_graph)
+        assert (out[K.H_PRED] - ref[K.H_PRED]).abs().max() == 0
+        assert (K.T_PRED in out) == (K.T_PRED in ref and not m.inference_only)
+
+
+def test_load_rejects_foreign_file(tmp_path):
+    from tgkit.errors import TgkitError
+
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
+    with pytest.raises(TgkitError, match="not a tgkit model"):
+        load_model(tmp_path / "x.pt")
+
+
+def _loss(out, graph):
+    target = graph[K.HAMILTONIAN]
+    mask = out[K.H_MASK]
+    loss = (out[K.H_PRED] - target).abs().pow(2)[mask].mean()
+    if K.T_PRED in out:  # paper eq. 10-11: loss_Q + lambda NoGrad(loss_Q / loss_T) loss_T
+        bm = out[K.BLOCK_MASK]
+        loss_t = (out[K.T_PRED] - out[K.T_LABEL])[bm].pow(2).mean()
+        loss = loss + 0.3 * (loss / loss_t).detach() * loss_t
+    return loss
+
+
+@pytest.mark.parametrize("spinful", [False, True], ids=["spinless", "soc"])
+@pytest.mark.parametrize("setup", SETUPS)
+def test_trains_with_falling_loss(setup, spinful, carbon_graph):
+    graph = spinful_graph(carbon_graph) if spinful else carbon_graph
+    model = copy.deepcopy(get_model(setup, spinful)).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(10):
+        opt.zero_grad()
+        loss = _loss(model(graph), graph)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    if setup in ("grad", "tracegrad"):  # second-order path: s_nonlin gets gradients from H
+        w = model.node_grads[0].s_nonlin[0].weight
+        assert w.grad is not None and w.grad.abs().sum() > 0
+
+
+def test_trace_labels_of_soc_targets_are_su2_invariant(carbon_graph, basis):
+    g = spinful_graph(carbon_graph)
+    t = trace_labels(g[K.HAMILTONIAN], basis)
+    for rot in rotations():
+        d = basis_rotation(basis, rot, spinful=True)
+        t_r = trace_labels(d @ g[K.HAMILTONIAN] @ d.conj().T, basis)
+        assert (t_r - t).abs().max() <= TOL * t.abs().max()
