@@ -107,7 +107,8 @@ def test_device_selection_logic():
         select_device("cuda:3", cuda_available=True, cuda_count=1)
     with pytest.raises(ConfigError, match="train.device"):
         select_device("tpu", cuda_available=True, cuda_count=1)
-    assert backend_for(torch.device("cuda", 0)) == "nccl" and backend_for(torch.device("cpu")) == "gloo"
+    assert backend_for(torch.device("cuda", 0)) == "nccl"
+    assert backend_for(torch.device("cpu")) == "gloo"
     env = env_from_environ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
     assert env == DistEnv(3, 4, 1) and env.distributed and not env.is_main
     # batches for a GPU come from pinned memory (asynchronous host-to-device copies)
