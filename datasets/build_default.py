@@ -35,13 +35,17 @@ def main() -> None:
     args = p.parse_args()
     atoms = [thermal_perturb(graphene((2, 2)), DEFAULT_SIGMA, seed=k) for k in range(args.num)]
     backend = CP2KBackend(CP2KSettings(kmesh=(3, 3, 1), mpi_procs=args.mpi_procs))
-    info = [{"generator": "graphene((2, 2)) + thermal_perturb", "sigma": list(DEFAULT_SIGMA),
-             "seed": k} for k in range(args.num)]
-    stats = build_dataset(atoms, args.out, backend, pair_cutoff=PAIR_CUTOFF, jobs=args.jobs,
-                          extra_info=info)
+    info = [
+        {"generator": "graphene((2, 2)) + thermal_perturb", "sigma": list(DEFAULT_SIGMA), "seed": k}
+        for k in range(args.num)
+    ]
+    stats = build_dataset(
+        atoms, args.out, backend, pair_cutoff=PAIR_CUTOFF, jobs=args.jobs, extra_info=info
+    )
     out = Path(args.out)
-    (out / "build_stats.json").write_text(json.dumps(sorted(stats, key=lambda s: s["name"]),
-                                                     indent=1) + "\n")
+    (out / "build_stats.json").write_text(
+        json.dumps(sorted(stats, key=lambda s: s["name"]), indent=1) + "\n"
+    )
     tiny = Path(args.tiny)
     for name in TINY:
         if (out / name).exists():

@@ -69,7 +69,9 @@ class CheckReport:
             errs = ", ".join(f"{k} {v:.1e}" for k, v in s.errors.items())
             status = "ok" if s.ok else "FAIL: " + "; ".join(s.failures)
             skip = f" (skipped: {', '.join(s.skipped)})" if s.skipped else ""
-            lines.append(f"{s.path}: {s.num_atoms} atoms, {s.num_blocks} blocks, {errs} -> {status}{skip}")
+            lines.append(
+                f"{s.path}: {s.num_atoms} atoms, {s.num_blocks} blocks, {errs} -> {status}{skip}"
+            )
         n_bad = sum(not s.ok for s in self.structures)
         lines.append(f"{len(self.structures) - n_bad}/{len(self.structures)} structures pass")
         return "\n".join(lines)
@@ -99,7 +101,7 @@ def parse_cp2k_basis(text: str) -> list:
         lmin, lmax, nexp, ncon = head[1], head[2], head[3], head[4:]
         rows = np.array([[float(v) for v in lines[pos + 1 + e].split()] for e in range(nexp)])
         col = 1
-        for l, count in zip(range(lmin, lmax + 1), ncon):
+        for l, count in zip(range(lmin, lmax + 1), ncon, strict=False):
             shells.append([l, *[[r[0], *r[col : col + count]] for r in rows]])
             col += count
         pos += 1 + nexp
@@ -130,9 +132,10 @@ def pyscf_overlaps(structure: Structure, basis_sets: dict[str, str]) -> dict:
         mol.build(verbose=0)
         return mol
 
-    home = mole([(s, p) for s, p in zip(syms, structure.positions)])
-    far = mole([(syms[j], structure.positions[j] + np.array(r) @ structure.lattice)
-                for j, *r in images])
+    home = mole([(s, p) for s, p in zip(syms, structure.positions, strict=False)])
+    far = mole(
+        [(syms[j], structure.positions[j] + np.array(r) @ structure.lattice) for j, *r in images]
+    )
     s_cross = gto.intor_cross("int1e_ovlp", home, far)
     off_a = home.aoslice_by_atom()[:, 2:4]
     off_b = far.aoslice_by_atom()[:, 2:4]
@@ -174,18 +177,24 @@ def _check_bands(s: Structure, d: Path, rep: StructureReport, mesh_tol: float, p
         if trunc_key in recorded and recorded.get("num_blocks") != recorded.get("num_blocks_full"):
             rep.errors[f"{ref.kind}_full_recorded"] = recorded[full_key]
             if recorded[full_key] > tol:
-                rep.failures.append(f"{ref.kind} bands of the full blocks off by "
-                                    f"{recorded[full_key]:.2e} eV > {tol:g} at build time")
+                rep.failures.append(
+                    f"{ref.kind} bands of the full blocks off by "
+                    f"{recorded[full_key]:.2e} eV > {tol:g} at build time"
+                )
             if abs(now - recorded[trunc_key]) > REPRODUCE_TOL:
-                rep.failures.append(f"{ref.kind} band error {now:.3e} eV does not reproduce the "
-                                    f"recorded {recorded[trunc_key]:.3e} (blocks changed?)")
+                rep.failures.append(
+                    f"{ref.kind} band error {now:.3e} eV does not reproduce the "
+                    f"recorded {recorded[trunc_key]:.3e} (blocks changed?)"
+                )
             # truncated blocks: the window criterion of the path (10 meV) applies on both sets
             win = band_error(s, ref, window, fermi, ev)
             rep.errors[f"{ref.kind}_bands_window"] = win
             if win > path_tol:
-                rep.failures.append(f"{ref.kind} bands within E_F +- {window} eV off by "
-                                    f"{win:.2e} eV > {path_tol:g} (pair cutoff "
-                                    f"{recorded.get('pair_cutoff')} A)")
+                rep.failures.append(
+                    f"{ref.kind} bands within E_F +- {window} eV off by "
+                    f"{win:.2e} eV > {path_tol:g} (pair cutoff "
+                    f"{recorded.get('pair_cutoff')} A)"
+                )
         elif now > tol:
             rep.failures.append(f"{ref.kind} bands off by {now:.2e} eV > {tol:g}")
 
@@ -223,12 +232,16 @@ def check_structure(
         err = overlap_error(s, basis_sets)
         rep.errors["overlap_vs_pyscf"] = err
         if err > overlap_tol:
-            rep.failures.append(f"S blocks differ from PySCF overlaps by {err:.2e} > {overlap_tol:g}"
-                                " (wrong R labels or orbital order?)")
+            rep.failures.append(
+                f"S blocks differ from PySCF overlaps by {err:.2e} > {overlap_tol:g}"
+                " (wrong R labels or orbital order?)"
+            )
     return rep
 
 
-def check_directory(path: str | os.PathLike, raise_on_failure: bool = True, **tolerances) -> CheckReport:
+def check_directory(
+    path: str | os.PathLike, raise_on_failure: bool = True, **tolerances
+) -> CheckReport:
     """Check every DeepH structure under ``path`` (itself or its subdirectories).
 
     Args:

@@ -84,8 +84,11 @@ def to_spinful(
     info = dict(structure.info)
     info["soc_model"] = {
         "form": "I2 (x) H + onsite lambda L.S",
-        "lambda_eV": {str(z): {str(l): v for l, v in d.items()} for z, d in strengths.items()
-                      if z in set(structure.numbers.tolist())},
+        "lambda_eV": {
+            str(z): {str(l): v for l, v in d.items()}
+            for z, d in strengths.items()
+            if z in set(structure.numbers.tolist())
+        },
     }
     return Structure(
         numbers=structure.numbers,

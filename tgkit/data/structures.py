@@ -46,7 +46,9 @@ def _repeat(atoms: Atoms, size: tuple[int, int]) -> Atoms:
     return atoms.repeat((int(size[0]), int(size[1]), 1))
 
 
-def graphene(size: tuple[int, int] = (2, 2), a: float = 2.46, vacuum: float = DEFAULT_VACUUM) -> Atoms:
+def graphene(
+    size: tuple[int, int] = (2, 2), a: float = 2.46, vacuum: float = DEFAULT_VACUUM
+) -> Atoms:
     """Monolayer graphene (MG), ``2 * size[0] * size[1]`` atoms; a = 2.46 Angstrom."""
     return _repeat(_hex_layers(a, [("C", "A", 0.0), ("C", "B", 0.0)], vacuum), size)
 
@@ -54,9 +56,7 @@ def graphene(size: tuple[int, int] = (2, 2), a: float = 2.46, vacuum: float = DE
 def mos2(size: tuple[int, int] = (2, 2), a: float = 3.16, vacuum: float = DEFAULT_VACUUM) -> Atoms:
     """Monolayer 2H-MoS2 (MM), trigonal prismatic; a = 3.16, S-S height 3.17 Angstrom."""
     h = 3.17 / 2
-    return _repeat(
-        _hex_layers(a, [("S", "B", -h), ("Mo", "A", 0.0), ("S", "B", h)], vacuum), size
-    )
+    return _repeat(_hex_layers(a, [("S", "B", -h), ("Mo", "A", 0.0), ("S", "B", h)], vacuum), size)
 
 
 def bilayer_graphene(
@@ -68,7 +68,10 @@ def bilayer_graphene(
 
 
 def bilayer_bismuthene(
-    size: tuple[int, int] = (1, 1), a: float = 4.33, buckling: float = 1.73, d: float = 3.20,
+    size: tuple[int, int] = (1, 1),
+    a: float = 4.33,
+    buckling: float = 1.73,
+    d: float = 3.20,
     vacuum: float = DEFAULT_VACUUM,
 ) -> Atoms:
     """Two buckled-honeycomb Bi(111) bilayers (BB), stacked as in bulk Bi (AB-like).
@@ -86,7 +89,9 @@ def _quintuple(a: float, chalcogen: str, heights: Sequence[float], shift: int) -
     """One X-Bi-X-Bi-X quintuple layer with ABC stacking starting at site ``shift``."""
     order = "ABC"
     syms = [chalcogen, "Bi", chalcogen, "Bi", chalcogen]
-    return [(s, order[(shift + k) % 3], z) for k, (s, z) in enumerate(zip(syms, heights))]
+    return [
+        (s, order[(shift + k) % 3], z) for k, (s, z) in enumerate(zip(syms, heights, strict=False))
+    ]
 
 
 def _bilayer_ql(a: float, chalcogen: str, ql: Sequence[float], gap: float, vacuum: float) -> Atoms:

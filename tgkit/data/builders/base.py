@@ -76,7 +76,7 @@ class Backend(ABC):
     def compute(self, atoms, workdir: str | os.PathLike) -> DFTResult:
         """Run the code on ``atoms`` inside ``workdir`` (created; the caller deletes it)."""
 
-    def check_available(self) -> None:
+    def check_available(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Raise a :class:`~tgkit.errors.TgkitError` saying how to install the code if missing."""
 
 
@@ -97,7 +97,7 @@ def truncate(structure: Structure, cutoff: float | None) -> Structure:
     if cutoff is None:
         return structure
     keys = sorted(structure.hamiltonians)
-    keep = [k for k, d in zip(keys, pair_distances(structure, keys)) if d < cutoff]
+    keep = [k for k, d in zip(keys, pair_distances(structure, keys), strict=False) if d < cutoff]
     ovl = structure.overlaps
     return Structure(
         numbers=structure.numbers,
@@ -169,7 +169,10 @@ def band_energies(structure: Structure, kpts: np.ndarray) -> np.ndarray:
 
 
 def band_error(
-    structure: Structure | None, ref: ReferenceBands, window: float | None, fermi: float | None,
+    structure: Structure | None,
+    ref: ReferenceBands,
+    window: float | None,
+    fermi: float | None,
     energies: np.ndarray | None = None,
 ) -> float:
     """Max |e_stored - e_ref| over k and the reference's bands (within E_F +- window if set).
@@ -195,8 +198,9 @@ def compress_h5(path: Path, level: int = 9) -> None:
     with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
         for key in src.keys():
             arr = src[key][()]
-            dst.create_dataset(key, data=arr, compression="gzip", compression_opts=level,
-                               shuffle=True)
+            dst.create_dataset(
+                key, data=arr, compression="gzip", compression_opts=level, shuffle=True
+            )
     os.replace(tmp, path)
 
 

@@ -35,13 +35,18 @@ def measure(result: DFTResult, cutoff: float | None) -> dict:
     """Band errors (eV) of the full and the truncated blocks against the code's eigenvalues."""
     full = result.structure
     cut = truncate(full, cutoff)
-    out: dict = {"pair_cutoff": cutoff, "num_blocks_full": len(full.hamiltonians),
-                 "num_blocks": len(cut.hamiltonians)}
+    out: dict = {
+        "pair_cutoff": cutoff,
+        "num_blocks_full": len(full.hamiltonians),
+        "num_blocks": len(cut.hamiltonians),
+    }
     for ref in result.references:
         for label, s in (("full", full), ("truncated", cut)):
             ev = band_energies(s, ref.kpoints)
             out[f"{ref.kind}_{label}_all"] = band_error(s, ref, None, None, ev)
-            out[f"{ref.kind}_{label}_window"] = band_error(s, ref, BAND_WINDOW, full.fermi_level, ev)
+            out[f"{ref.kind}_{label}_window"] = band_error(
+                s, ref, BAND_WINDOW, full.fermi_level, ev
+            )
     return out
 
 
@@ -83,9 +88,16 @@ def build_structure(
     structure = truncate(result.structure, pair_cutoff)
     structure.info = {**result.meta, "pair_cutoff": pair_cutoff, **(extra_info or {})}
     write_structure(structure, out, overwrite=True)
-    write_bands(out / BANDS_FILE, result.references,
-                {"code": result.meta.get("code", backend.name), "fermi_level": structure.fermi_level,
-                 "band_window": BAND_WINDOW, "errors": stats})
+    write_bands(
+        out / BANDS_FILE,
+        result.references,
+        {
+            "code": result.meta.get("code", backend.name),
+            "fermi_level": structure.fermi_level,
+            "band_window": BAND_WINDOW,
+            "errors": stats,
+        },
+    )
     return stats
 
 
@@ -114,16 +126,24 @@ def build_dataset(
         raise TgkitError(f"{len(names)} names for {len(atoms_list)} structures")
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     backend.check_available()
-    todo = [k for k, n in enumerate(names)
-            if not (skip_existing and (root / n / BANDS_FILE).exists())]
+    todo = [
+        k for k, n in enumerate(names) if not (skip_existing and (root / n / BANDS_FILE).exists())
+    ]
     say(f"building {len(todo)} of {len(names)} structures with {backend.name} into {root}")
     results: list[dict] = []
     t0 = time.perf_counter()
 
     def one(k: int) -> dict:
         info = dict(extra_info[k]) if extra_info is not None else {}
-        return build_structure(atoms_list[k], root / names[k], backend, pair_cutoff,
-                               workdir=workdir, overwrite=True, extra_info=info)
+        return build_structure(
+            atoms_list[k],
+            root / names[k],
+            backend,
+            pair_cutoff,
+            workdir=workdir,
+            overwrite=True,
+            extra_info=info,
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(one, k): k for k in todo}
@@ -132,7 +152,9 @@ def build_dataset(
             stats = fut.result()
             results.append({"name": names[k], **stats})
             eta = (time.perf_counter() - t0) / done * (len(todo) - done)
-            say(f"[{done}/{len(todo)}] {names[k]}: {stats['wall_s']:.0f} s, "
+            say(
+                f"[{done}/{len(todo)}] {names[k]}: {stats['wall_s']:.0f} s, "
                 f"{stats['num_blocks']} blocks, path error (E_F +- {BAND_WINDOW} eV) "
-                f"{stats.get('path_truncated_window', np.nan):.1e} eV, eta {eta:.0f} s")
+                f"{stats.get('path_truncated_window', np.nan):.1e} eV, eta {eta:.0f} s"
+            )
     return results

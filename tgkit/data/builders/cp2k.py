@@ -67,11 +67,15 @@ def find_data_file(name: str) -> Path:
     for d in dirs:
         if d and (Path(d) / name).exists():
             return Path(d) / name
-    raise CP2KError(f"CP2K data file {name} not found in {dirs} (set CP2K_DATA_DIR). " + INSTALL_HINT)
+    raise CP2KError(
+        f"CP2K data file {name} not found in {dirs} (set CP2K_DATA_DIR). " + INSTALL_HINT
+    )
 
 
 @functools.cache
-def basis_orbital_types(symbol: str, basis: str, basis_file: str = "BASIS_MOLOPT") -> tuple[int, ...]:
+def basis_orbital_types(
+    symbol: str, basis: str, basis_file: str = "BASIS_MOLOPT"
+) -> tuple[int, ...]:
     """l of each shell of ``symbol``'s ``basis`` in CP2K's order (set, then l, then contraction)."""
     lines = find_data_file(basis_file).read_text().splitlines()
     for n, line in enumerate(lines):
@@ -82,7 +86,7 @@ def basis_orbital_types(symbol: str, basis: str, basis_file: str = "BASIS_MOLOPT
             for _ in range(nsets):
                 head = [int(x) for x in lines[pos].split()]
                 lmin, lmax, nexp, ncon = head[1], head[2], head[3], head[4:]
-                for l, count in zip(range(lmin, lmax + 1), ncon):
+                for l, count in zip(range(lmin, lmax + 1), ncon, strict=False):
                     types.extend([l] * count)
                 pos += 1 + nexp
             return tuple(types)
@@ -183,10 +187,12 @@ def write_input(atoms, settings: CP2KSettings, project: str, mesh, path_pts) -> 
     """The CP2K input text for a k-point energy run that prints real-space KS and S."""
     s = settings
     lat = np.asarray(atoms.cell[:], dtype=float)
-    cell = "\n".join(f"      {ax} {v[0]:.12f} {v[1]:.12f} {v[2]:.12f}" for ax, v in zip("ABC", lat))
+    cell = "\n".join(
+        f"      {ax} {v[0]:.12f} {v[1]:.12f} {v[2]:.12f}" for ax, v in zip("ABC", lat, strict=False)
+    )
     coords = "\n".join(
         f"{sym} {p[0]:.12f} {p[1]:.12f} {p[2]:.12f}"
-        for sym, p in zip(atoms.get_chemical_symbols(), atoms.positions)
+        for sym, p in zip(atoms.get_chemical_symbols(), atoms.positions, strict=False)
     )
     kinds = "".join(
         f"    &KIND {sym}\n      BASIS_SET {s.basis_for(sym)}\n      POTENTIAL {s.potential}\n"
@@ -300,7 +306,7 @@ def parse_fermi(output: str) -> float:
 
 
 def parse_band_file(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per k-point set: ((K, 3) fractional k, (K, nb) eigenvalues in eV) from ``&BAND_STRUCTURE``."""
+    """Per k-point set: ((K, 3) fractional k, (K, nb) eigenvalues, eV) of ``&BAND_STRUCTURE``."""
     sets: list[tuple[list, list]] = []
     for line in path.read_text().splitlines():
         if line.startswith("# Set"):
@@ -315,8 +321,13 @@ def parse_band_file(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def blocks_from_csr(
-    workdir: Path, project: str, images: dict[int, tuple[int, int, int]], kind: str,
-    types: list[tuple[int, ...]], wrap: np.ndarray, scale: float,
+    workdir: Path,
+    project: str,
+    images: dict[int, tuple[int, int, int]],
+    kind: str,
+    types: list[tuple[int, ...]],
+    wrap: np.ndarray,
+    scale: float,
 ) -> dict[Key, np.ndarray]:
     """DeepH blocks (OpenMX order) of every nonzero atom pair of every image."""
     sizes = [sum(2 * l + 1 for l in t) for t in types]
@@ -376,15 +387,21 @@ class CP2KBackend(Backend):
         env = dict(os.environ, OMP_NUM_THREADS=str(s.omp_threads), **s.extra_env)
         t0 = time.perf_counter()
         proc = subprocess.run(
-            self.command("run.inp", "run.out"), cwd=work, env=env, capture_output=True,
-            text=True, timeout=s.timeout,
+            self.command("run.inp", "run.out"),
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=s.timeout,
         )
         wall = time.perf_counter() - t0
         out_path = work / "run.out"
         output = out_path.read_text() if out_path.exists() else ""
         if proc.returncode != 0 or "SCF run converged" not in output:
             tail = "\n".join((output or proc.stderr or proc.stdout).splitlines()[-15:])
-            raise CP2KError(f"CP2K failed in {work} (exit {proc.returncode}, SCF not converged?):\n{tail}")
+            raise CP2KError(
+                f"CP2K failed in {work} (exit {proc.returncode}, SCF not converged?):\n{tail}"
+            )
         symbols = atoms.get_chemical_symbols()
         types = [basis_orbital_types(sym, s.basis_for(sym)) for sym in symbols]
         frac = np.asarray(atoms.positions) @ np.linalg.inv(lat)
