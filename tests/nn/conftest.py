@@ -35,7 +35,7 @@ TINY_TG = dict(num_invariants=8, hidden=16, num_z=8, decoder_hidden=16)
 TOL = 1e-10
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(setup: str, spinful: bool) -> HamiltonianModel:
     torch.manual_seed(0)
     return HamiltonianModel(BASIS, spinful, TINY, TraceGradConfig(setup=setup, **TINY_TG),

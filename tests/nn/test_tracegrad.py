@@ -1,0 +1,113 @@
+"""TraceGrad: Theorem 1 (T invariant), Theorem 2 (v equivariant), closed form = autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tgkit.irreps import basis_rotation, block_to_irreps
+from tgkit.nn import TraceGrad, default_dtype, trace_labels
+
+from .conftest import TOL, irreps_rotation, rotations
+
+IRREPS = "4x0e+3x1o+2x1e+2x2e+1x2o+2x3o+1x0o"
+
+
+@pytest.fixture(scope="module")
+def module() -> TraceGrad:
+    torch.manual_seed(1)
+    with default_dtype(torch.float64):
+        return TraceGrad(IRREPS, num_invariants=6, hidden=12, num_z=5)
+
+
+def _features(n: int = 7) -> torch.Tensor:
+    from e3nn import o3
+
+    return torch.randn(n, o3.Irreps(IRREPS).dim, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(2))
+
+
+def test_theorem1_trace_labels_invariant(basis):
+    """T_b = tr(H_b H_b^dagger) of a rotated block equals T_b, spinless and spinful."""
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(5, basis.dim, basis.dim, dtype=torch.float64, generator=gen)
+    hs = torch.randn(5, 2 * basis.dim, 2 * basis.dim, dtype=torch.complex128, generator=gen)
+    for rot in rotations():
+        d, ds = basis_rotation(basis, rot), basis_rotation(basis, rot, spinful=True)
+        t, ts = trace_labels(h, basis), trace_labels(hs, basis)
+        assert (trace_labels(d @ h @ d.T, basis) - t).abs().max() <= TOL * t.max()
+        assert (trace_labels(ds @ hs @ ds.conj().T, basis) - ts).abs().max() <= TOL * ts.max()
+
+
+def test_trace_labels_are_block_norms(basis):
+    """T of a shell pair is the squared norm of its direct-sum irreps (orthonormal CG)."""
+    h = torch.randn(3, basis.dim, basis.dim, dtype=torch.float64)
+    t = trace_labels(h, basis)
+    for p, (sa, sb) in enumerate(basis.shell_pairs()):
+        oa, ob = basis.shell_offset[sa], basis.shell_offset[sb]
+        blk = h[:, oa:oa + sa.dim, ob:ob + sb.dim]
+        x = block_to_irreps(blk, sa.l, sb.l)
+        assert torch.allclose(t[:, p], x.pow(2).sum(-1), atol=1e-12)
+        assert torch.allclose(t[:, p], torch.einsum("eab,eab->e", blk, blk), atol=1e-12)
+
+
+def test_theorem2_v_equivariant_and_z_invariant(module):
+    f = _features()
+    o, z = module(f)
+    v = o - f
+    assert v.abs().max() > 1e-3
+    for rot in rotations():  # improper ones check parity too
+        d = irreps_rotation(IRREPS, rot)
+        o_r, z_r = module(f @ d.T)
+        assert (o_r - f @ d.T - v @ d.T).abs().max() <= TOL
+        assert (z_r - z).abs().max() <= TOL
+
+
+def test_closed_form_equals_autograd(module):
+    f = _features()
+    o, _ = module(f)
+    assert (o - f - module.grad_autograd(f)).abs().max() <= 1e-12
+
+
+def test_square_pairs_only_same_degree_and_parity(module):
+    """Flipping the sign of the 1e channels leaves u unchanged: 1e pairs only with 1e, never
+    with 1o (that product is 0o, which inversion flips)."""
+    from e3nn import o3
+
+    f = _features()
+    irreps = o3.Irreps(IRREPS)
+    g = f.clone()
+    for (_, ir), sl in zip(irreps, irreps.slices(), strict=True):
+        if ir == o3.Irrep("1e"):
+            g[:, sl] = -g[:, sl]
+    assert torch.allclose(module.square(module._split(f)), module.square(module._split(g)))
+
+
+def test_works_under_no_grad_and_eval(module):
+    f = _features()
+    ref, _ = module(f)
+    module.eval()
+    with torch.no_grad():
+        o, z = module(f)
+    module.train()
+    assert not o.requires_grad and not z.requires_grad
+    assert (o - ref).abs().max() <= 1e-14
+
+
+def test_training_backprops_through_the_gradient(module):
+    """create_graph while training: a loss on o reaches s_nonlin (second derivatives)."""
+    module.train()
+    f = _features().requires_grad_(True)
+    o, _ = module(f)
+    o.pow(2).sum().backward()
+    assert module.s_nonlin[0].weight.grad.abs().sum() > 0
+    assert module.square_weights[0].grad.abs().sum() > 0
+    module.zero_grad()
+
+
+def test_trace_only_returns_f_unchanged():
+    with default_dtype(torch.float64):
+        m = TraceGrad(IRREPS, 4, 8, 3, use_grad=False)
+    f = _features()
+    o, z = m(f)
+    assert o is f and z.shape == (f.shape[0], 3)
