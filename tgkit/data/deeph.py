@@ -202,6 +202,22 @@ def _read_blocks(
     return blocks
 
 
+def read_blocks(path: str | os.PathLike, structure: Structure) -> dict[Key, np.ndarray]:
+    """Blocks of a standalone h5 (e.g. ``hamiltonians_pred.h5``), checked against ``structure``.
+
+    Shapes, dtype (complex iff ``structure.spinful``) and atom indices are validated as for
+    ``hamiltonians.h5``; hermiticity is not (predictions need not be hermitian).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DeepHFormatError(p, "missing file")
+    num_orb = [structure.num_orbitals(a) for a in range(structure.num_atoms)]
+    blocks = _read_blocks(p, num_orb, structure.spinful, 2 if structure.spinful else 1)
+    if not blocks:
+        raise DeepHFormatError(p, "holds no blocks")
+    return blocks
+
+
 def check_hermitian(path: Path | str, blocks: dict[Key, np.ndarray], atol: float = HERMITIAN_ATOL):
     """Every H_ij(R) has its partner H_ji(-R), and the partner is its conjugate transpose."""
     for key, b in blocks.items():

@@ -1,0 +1,197 @@
+"""Equivariance API: rotate(), check_equivariance() with exact and broken predictors, SU(2)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+
+from tgkit.data.deeph import Structure
+from tgkit.errors import TgkitError
+from tgkit.irreps import e3nn_to_openmx_block, su2_matrix, wigner_D
+from tgkit.physics.equivariance import (
+    BlockType,
+    atom_rotations,
+    check_equivariance,
+    random_rotation,
+    rotate,
+    rotate_blocks,
+)
+from tgkit.testing import random_crystal, rotate_structure_blocks, toy_structure
+
+NUMBERS = (6, 8, 1)
+CUTOFF = 4.5
+
+
+def toy_predictor(structure: Structure) -> dict:
+    """The toy model recomputed on the given geometry: exactly equivariant."""
+    return toy_structure(structure.numbers, structure.lattice, structure.positions,
+                         cutoff=CUTOFF, seed=0).hamiltonians
+
+
+@pytest.fixture(scope="module")
+def crystal() -> Structure:
+    lat, pos = random_crystal(NUMBERS, seed=2)
+    return toy_structure(NUMBERS, lat, pos, cutoff=CUTOFF, seed=0)
+
+
+# ------------------------------------------------------------------ spin-orbit toy (SU(2))
+
+
+def angular_momentum(l: int) -> list[np.ndarray]:
+    """(L_x, L_y, L_z) in e3nn order from D(R) = exp(-i theta n.L) (matrix log, exact)."""
+    theta = 0.3
+    out = []
+    for axis in range(3):
+        rot = sla.expm(theta * np.cross(np.eye(3)[axis], np.eye(3)).T)  # about +axis
+        d = wigner_D(l, rot).numpy()
+        out.append(1j * sla.logm(d) / theta)
+    return out
+
+
+def spin_operators() -> list[np.ndarray]:
+    theta = 0.3
+    out = []
+    for axis in range(3):
+        rot = sla.expm(theta * np.cross(np.eye(3)[axis], np.eye(3)).T)
+        out.append(1j * sla.logm(su2_matrix(rot).numpy()) / theta)
+    return out
+
+
+def spinify(structure: Structure, soc: float = 0.2) -> Structure:
+    """Spinful copy: H (x) I2 per block (spin-major) plus on-site soc * L.S on p and d shells."""
+    s_ops = spin_operators()
+    ham = {k: np.kron(np.eye(2), b).astype(np.complex128)
+           for k, b in structure.hamiltonians.items()}
+    for a, types in enumerate(structure.orbital_types):
+        n = structure.num_orbitals(a)
+        ls = np.zeros((2 * n, 2 * n), dtype=np.complex128)
+        off = 0
+        for shell, l in enumerate(types):
+            if l > 0:
+                lmat = [e3nn_to_openmx_block(m, [l], [l]) for m in angular_momentum(l)]
+                sl = slice(off, off + 2 * l + 1)
+                for la, sa in zip(lmat, s_ops, strict=True):
+                    full = np.zeros((n, n), dtype=np.complex128)
+                    full[sl, sl] = la
+                    ls += soc * (1 + 0.5 * shell) * np.kron(sa, full)
+            off += 2 * l + 1
+        ham[(0, 0, 0, a, a)] = ham[(0, 0, 0, a, a)] + 0.5 * (ls + ls.conj().T)
+    return replace(structure, hamiltonians=ham, spinful=True)
+
+
+def spinful_predictor(structure: Structure) -> dict:
+    s = replace(structure, spinful=False)
+    return spinify(replace(s, hamiltonians=toy_predictor(s))).hamiltonians
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_rotate_matches_reference_rotation(crystal):
+    rot = random_rotation(5)
+    r = rotate(crystal, rot)
+    ref = rotate_structure_blocks(crystal, rot)
+    assert max(np.abs(r.hamiltonians[k] - ref[k]).max() for k in ref) < 1e-12
+    assert np.allclose(r.lattice, crystal.lattice @ rot.T)
+    assert np.allclose(r.positions, crystal.positions @ rot.T)
+    # blocks rotate back
+    back = rotate(r, rot.T)
+    assert max(np.abs(back.hamiltonians[k] - crystal.hamiltonians[k]).max()
+               for k in ref) < 1e-12
+    assert rotate(crystal, rot, with_blocks=False).hamiltonians == {}
+
+
+@pytest.mark.parametrize("proper", [True, False])
+def test_toy_predictor_is_equivariant(crystal, proper):
+    errors = check_equivariance(toy_predictor, crystal, random_rotation(1, proper=proper))
+    # every (Z_i, Z_j, shell_i, shell_j) with an edge is reported
+    shells = {z: len(t)
+              for z, t in zip(crystal.numbers.tolist(), crystal.orbital_types, strict=True)}
+    assert set(errors) == {BlockType(a, b, si, sj) for a in shells for b in shells
+                           for si in range(shells[a]) for sj in range(shells[b])}
+    assert max(errors.values()) <= 1e-10
+
+
+def test_broken_predictor_is_caught(crystal):
+    """A predictor whose d orbitals do not rotate (kept from the unrotated geometry)."""
+    h0 = toy_predictor(crystal)
+
+    def broken(structure):
+        h = toy_predictor(structure)
+        out = {}
+        for k, b in h.items():
+            b = b.copy()
+            for side, atom in ((0, k[3]), (1, k[4])):
+                types = structure.orbital_types[atom]
+                off = 0
+                for l in types:
+                    if l == 2:
+                        sl = slice(off, off + 5)
+                        if side == 0:
+                            b[sl, :] = h0[k][sl, :]
+                        else:
+                            b[:, sl] = h0[k][:, sl]
+                    off += 2 * l + 1
+            out[k] = b
+        return out
+
+    errors = check_equivariance(broken, crystal, random_rotation(4))
+    d_shell = {z: t.index(2) if 2 in t else None
+               for z, t in zip(crystal.numbers.tolist(), crystal.orbital_types, strict=True)}
+    with_d = [e for bt, e in errors.items()
+              if bt.shell_i == d_shell[bt.z_i] or bt.shell_j == d_shell[bt.z_j]]
+    without_d = [e for bt, e in errors.items()
+                 if bt.shell_i != d_shell[bt.z_i] and bt.shell_j != d_shell[bt.z_j]]
+    assert max(with_d) > 1e-2
+    assert max(without_d) <= 1e-10
+
+
+def test_su2_spinful_equivariance(crystal):
+    spinful = spinify(crystal)
+    # the SOC term is really there: non-zero spin-flip (ud) parts on site
+    n0 = crystal.num_orbitals(0)
+    assert np.abs(spinful.hamiltonians[(0, 0, 0, 0, 0)][:n0, n0:]).max() > 1e-2
+    rot = random_rotation(7)
+    errors = check_equivariance(spinful_predictor, spinful, rot)
+    assert max(errors.values()) <= 1e-10
+    errors = check_equivariance(spinful_predictor, spinful, random_rotation(7, proper=False))
+    assert max(errors.values()) <= 1e-10
+    # rotating the orbitals alone (U = 1) leaves a large error: the spin rotation matters
+    h = spinful_predictor(spinful)
+    h_rot = spinful_predictor(rotate(spinful, rot, with_blocks=False))
+    d_orb = atom_rotations(replace(spinful, spinful=False), rot)
+    wrong = {k: np.kron(np.eye(2), d_orb[k[3]]) @ b @ np.kron(np.eye(2), d_orb[k[4]]).T
+             for k, b in h.items()}
+    assert max(np.abs(h_rot[k] - wrong[k]).max() for k in h) > 1e-2
+
+
+def test_spinful_rotation_uses_kron_u_d(crystal):
+    spinful = spinify(crystal)
+    rot = random_rotation(9)
+    ds = atom_rotations(spinful, rot)
+    u = su2_matrix(rot).numpy()
+    d0 = atom_rotations(crystal, rot)[0]
+    assert np.allclose(ds[0], np.kron(u, d0), atol=1e-14)
+    # overlaps stay spinless and real under rotate()
+    r = rotate(spinful, rot)
+    s_ref = rotate_blocks(crystal, crystal.overlaps, rot)
+    assert all(np.allclose(r.overlaps[k], s_ref[k], atol=1e-13) for k in s_ref)
+    assert all(np.isrealobj(b) for b in r.overlaps.values())
+
+
+def test_bad_rotation_raises(crystal):
+    with pytest.raises(TgkitError, match="orthogonal"):
+        rotate(crystal, 2 * np.eye(3))
+
+
+def test_angular_momentum_commutators():
+    """[L_x, L_y] = i L_z: the generators used by the SOC toy are a proper representation."""
+    for l in (1, 2):
+        lx, ly, lz = angular_momentum(l)
+        assert np.allclose(lx @ ly - ly @ lx, 1j * lz, atol=1e-10)
+        assert np.allclose(sum(m @ m for m in (lx, ly, lz)), l * (l + 1) * np.eye(2 * l + 1))
+    sx, sy, sz = spin_operators()
+    assert np.allclose(sx @ sy - sy @ sx, 1j * sz, atol=1e-10)
