@@ -7,10 +7,20 @@ notebooks stay thin and the data choice is tested with the package.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 import numpy as np
+import torch
 from ase import Atoms
 
+from tgkit import keys as K
+from tgkit.config import Config, DataConfig, ModelConfig, TraceGradConfig, TrainConfig
+from tgkit.data.deeph import Key, Structure, find_structures, read_structure
+from tgkit.data.graph import graph_blocks, structure_to_graph
 from tgkit.data.structures import bilayer_graphene, commensurate_angle, twisted_bilayer_graphene
+from tgkit.errors import TgkitError
 
 
 def twisted_bilayers(tiny: bool = True, ms: tuple[int, ...] | None = None) -> dict[float, Atoms]:
@@ -34,3 +44,117 @@ def twisted_bilayers(tiny: bool = True, ms: tuple[int, ...] | None = None) -> di
 def layer_array(atoms: Atoms) -> np.ndarray:
     """(N,) layer index stored by the builders (``atoms.arrays['layer']``)."""
     return np.asarray(atoms.arrays["layer"], dtype=int)
+
+
+# --------------------------------------------------------------------------- training data
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_DATA = REPO / "datasets" / "graphene-tiny"  # 2 structures x 8 C atoms (CP2K, shipped)
+SMALL_DATA = REPO / "datasets" / "graphene-8"
+# a small encoder: seconds per step on 2 CPU cores, enough to see the curves move
+TINY_MODEL = dict(irreps_embed="8x0e", irreps_hidden="8x0e+4x1o+2x2e+2x3o+2x4e",
+                  num_blocks=1, num_radial=16, radial_hidden=16)
+TINY_TRACEGRAD = dict(num_invariants=8, hidden=16, num_z=8, decoder_hidden=16)
+
+
+def data_path(tiny: bool = True) -> Path:
+    """The shipped DeepH tree the notebooks train on (``datasets/graphene-tiny`` in CI)."""
+    path = TINY_DATA if tiny or not SMALL_DATA.exists() else SMALL_DATA
+    if not path.exists():
+        raise TgkitError(f"{path}: shipped dataset missing (see datasets/README)")
+    return path
+
+
+def demo_config(
+    out_dir: str | Path, setup: str = "tracegrad", tiny: bool = True, steps: int = 6,
+    lr: float = 2e-3, data: str | Path | None = None, seed: int = 42,
+) -> Config:
+    """A :class:`tgkit.config.Config` for a short notebook run (small model when ``tiny``)."""
+    model = ModelConfig(**TINY_MODEL) if tiny else ModelConfig()
+    tg = TraceGradConfig(setup=setup, **TINY_TRACEGRAD) if tiny else TraceGradConfig(setup=setup)
+    return Config(
+        model=model, tracegrad=tg,
+        data=DataConfig(path=str(data or data_path(tiny)), train_fraction=0.5, val_fraction=0.5),
+        train=TrainConfig(out_dir=str(out_dir), max_steps=steps, epochs=10_000, lr=lr,
+                          log_every=1, progress=False, tensorboard=False, seed=seed,
+                          dtype="float64" if tiny else "float32"),
+    )
+
+
+def read_structures(path: str | Path) -> list[Structure]:
+    """All structures of a DeepH tree, named like the graph cache names them."""
+    root = Path(path)
+    out = []
+    for d in find_structures(root):
+        st = read_structure(d)
+        st.name = (str(d.relative_to(root)) if d != root else d.name).replace("/", "__")
+        out.append(st)
+    return out
+
+
+def load_run_model(run_dir: str | Path):
+    """The trained model of a run directory (``model.pt``), in eval mode."""
+    from tgkit.nn import load_model
+
+    return load_model(Path(run_dir) / "model.pt").eval()
+
+
+def predictor(model, cutoff: float | None = None) -> Callable[[Structure], dict[Key, np.ndarray]]:
+    """``Structure -> {key: block}`` (file order, eV) from a :class:`HamiltonianModel`.
+
+    Edges come from the structure's keys, or from ``cutoff`` (A) when it has no blocks
+    (rotated copies in :func:`tgkit.physics.check_equivariance` arrive without blocks).
+    """
+    dtype = next(model.parameters()).dtype
+
+    def predict(structure: Structure) -> dict[Key, np.ndarray]:
+        cut = cutoff if not structure.hamiltonians else None
+        if cut is None and not structure.hamiltonians:
+            cut = model.model_config.cutoff if hasattr(model, "model_config") else 7.2
+        g = structure_to_graph(structure, model.basis, cutoff=cut, dtype=dtype)
+        g[K.BATCH] = torch.zeros(structure.num_atoms, dtype=torch.long)
+        g.pop(K.HAMILTONIAN, None)
+        with torch.no_grad():
+            h = model(g)[K.H_PRED]
+        return graph_blocks({**g, K.HAMILTONIAN: h}, model.basis)
+
+    return predict
+
+
+def predict_all(model, structures: Sequence[Structure]) -> dict[str, dict[Key, np.ndarray]]:
+    """``{structure name: predicted blocks}`` for an :class:`tgkit.viz.records.ErrorTable`."""
+    fn = predictor(model)
+    return {st.name: fn(st) for st in structures}
+
+
+def datasets_available() -> dict[str, Path]:
+    """``{name: path}`` of the DeepH trees shipped in ``datasets/``."""
+    root = REPO / "datasets"
+    return {p.name: p for p in sorted(root.iterdir())
+            if p.is_dir() and any(p.rglob("hamiltonians.h5"))} if root.exists() else {}
+
+
+def trained_run(tiny: bool = True, setup: str = "tracegrad", steps: int | None = None,
+                root: str | Path | None = None) -> Path:
+    """A run directory with a trained model, trained on first use and reused afterwards.
+
+    The notebooks share it (``runs/notebooks/<tiny|full>-<setup>``, git-ignored; the
+    ``TGKIT_NOTEBOOK_RUNS`` variable moves it), so only the first one pays for training.
+    Returns the run directory.
+    """
+    from tgkit.train import train
+
+    if root is None:
+        root = os.environ.get("TGKIT_NOTEBOOK_RUNS", REPO / "runs" / "notebooks")
+    root = Path(root)
+    out = root / f"{'tiny' if tiny else 'full'}-{setup}"
+    if not (out / "model.pt").exists():
+        n = steps if steps is not None else (3 if tiny else 300)
+        train(demo_config(out, setup=setup, tiny=tiny, steps=n), verbose=False)
+    return out
+
+
+def structure_atoms(structure: Structure) -> Atoms:
+    """An :class:`ase.Atoms` of a DeepH structure (for the 3D views)."""
+    return Atoms(numbers=structure.numbers, positions=structure.positions,
+                 cell=structure.lattice, pbc=True)
