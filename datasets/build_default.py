@@ -21,7 +21,7 @@ from tgkit.data.structures import DEFAULT_SIGMA, graphene, thermal_perturb
 
 HERE = Path(__file__).resolve().parent
 PAIR_CUTOFF = 7.0
-NUM_STRUCTURES = 12
+NUM_STRUCTURES = 6
 TINY = ("0000", "0001")
 
 
