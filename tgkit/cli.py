@@ -156,6 +156,108 @@ def add_train_commands(sub) -> None:
     p.set_defaults(func=_predict)
 
 
+def _data_check(args: argparse.Namespace) -> int:
+    from tgkit.data.check import check_directory
+
+    report = check_directory(args.dir, raise_on_failure=False, geometry=not args.no_geometry)
+    print(report.summary())
+    if not report.ok:
+        raise TgkitError(f"data check failed for {args.dir} (see the table above)")
+    return 0
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from tgkit.data import structures as st
+    from tgkit.data.builders import build_dataset, get_backend
+
+    if args.twisted:
+        atoms = [st.twisted_bilayer_graphene(*args.twisted)]
+    else:
+        if args.family not in st.FAMILIES:
+            raise TgkitError(f"unknown family {args.family!r}; known: {', '.join(st.FAMILIES)}")
+        base = st.FAMILIES[args.family](size=tuple(args.size))
+        atoms = [st.thermal_perturb(base, args.sigma, seed=args.seed + k) for k in range(args.num)]
+    settings = {"kmesh": tuple(args.kmesh)}
+    if args.backend == "cp2k":
+        settings["mpi_procs"] = args.mpi_procs
+    backend = get_backend(args.backend, **settings)
+    stats = build_dataset(atoms, args.out, backend, pair_cutoff=args.pair_cutoff, jobs=args.jobs)
+    print(f"built {len(stats)} structure(s) into {args.out}")
+    return 0
+
+
+def _bands(args: argparse.Namespace) -> int:
+    from tgkit.physics.bands import bands_command
+
+    res = bands_command(args.dir, args.pred, args.out, path=args.path, npoints=args.npoints,
+                        window=args.window)
+    for k, v in res.summary().items():
+        if not isinstance(v, (list, dict)):
+            print(f"{k}: {v}")
+    print(f"wrote {args.out}/bands.png, bands.csv, bands.json")
+    return 0
+
+
+def add_data_commands(sub) -> None:
+    """``tgkit data check|build`` and ``tgkit bands``."""
+    data = sub.add_parser("data", help="check DeepH directories; build them with DFT")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p = dsub.add_parser(
+        "check", help="verify a DeepH directory (or tree) against physics",
+        description="Hermiticity H_ji(-R) = H_ij(R)^dagger; bands from the stored H(R), S(R) "
+        "against the DFT code's own eigenvalues (dft_bands.json, when present) on its SCF mesh "
+        "and along a path; S blocks against overlaps computed independently with PySCF at the "
+        "stated geometry (catches wrong R labels and orbital order). Exit 2 on failure.",
+    )
+    p.add_argument("dir", type=Path, help="a structure directory or a tree of them")
+    p.add_argument("--no-geometry", action="store_true",
+                   help="skip the PySCF overlap check (no pyscf installed)")
+    p.set_defaults(func=_data_check)
+
+    p = dsub.add_parser(
+        "build", help="run DFT (CP2K or PySCF) and write DeepH directories",
+        description="Generate thermally perturbed structures of a material family (or one "
+        "twisted bilayer) and compute their real-space H(R), S(R) with CP2K (default) or "
+        "PySCF, written as DeepH directories with the DFT code's reference bands. Resumable: "
+        "finished structures are skipped; raw DFT output is deleted after conversion.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="dataset root to write")
+    p.add_argument("--family", default="MG", help="MG, MM, BG, BB, BT or BS (default MG)")
+    p.add_argument("--size", type=int, nargs=2, default=[2, 2], metavar=("N1", "N2"),
+                   help="in-plane supercell of the family's cell (default 2 2)")
+    p.add_argument("--num", type=int, default=4, help="number of structures (default 4)")
+    p.add_argument("--sigma", type=float, default=0.05,
+                   help="Gaussian displacement amplitude in Angstrom (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first structure")
+    p.add_argument("--twisted", type=int, nargs=2, metavar=("M", "N"),
+                   help="build one commensurate twisted bilayer graphene (m, n) instead")
+    p.add_argument("--backend", choices=["cp2k", "pyscf"], default="cp2k")
+    p.add_argument("--kmesh", type=int, nargs=3, default=[3, 3, 1], help="k mesh (default 3 3 1)")
+    p.add_argument("--mpi-procs", type=int, default=2, help="MPI ranks per CP2K run (default 2)")
+    p.add_argument("--jobs", type=int, default=1, help="structures computed at once (default 1)")
+    p.add_argument("--pair-cutoff", type=float, default=8.0,
+                   help="keep blocks of pairs closer than this, Angstrom (default 8.0; see "
+                   "datasets/README.md for the truncation curve)")
+    p.set_defaults(func=_data_build)
+
+    p = sub.add_parser(
+        "bands", help="predicted against DFT band structure, figure + table",
+        description="Bands of H(k) = sum_R H(R) exp(i 2 pi k.R) with S(k), solved as a "
+        "generalized eigenproblem, along a k path, for the DFT blocks of DIR and a prediction "
+        "file; writes bands.png, bands.csv, bands.json (errors within +-WINDOW eV of E_F).",
+    )
+    p.add_argument("dir", type=Path, help="a DeepH structure directory (reference H, S)")
+    p.add_argument("--pred", default="hamiltonians_pred.h5",
+                   help="predicted blocks: a path, or a file name inside DIR "
+                   "(default hamiltonians_pred.h5)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--path", default=None, help="ase band path string, e.g. GMKG (default: "
+                   "the lattice's standard path)")
+    p.add_argument("--npoints", type=int, default=60, help="k points along the path")
+    p.add_argument("--window", type=float, default=2.0, help="eV around E_F for the error")
+    p.set_defaults(func=_bands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tgkit",
@@ -181,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_preprocess)
     add_train_commands(sub)
+    add_data_commands(sub)
     return parser
 
 
