@@ -16,8 +16,7 @@ from .conftest import TOL, irreps_rotation, rotations
 def test_head_equivariant(spinful, basis):
     torch.manual_seed(0)
     with default_dtype(torch.float64):
-        head = HamiltonianHead(f"{basis.dim}x0e", basis, spinful)  # irreps_in replaced below
-        head = HamiltonianHead(head.irreps_out, basis, spinful)
+        head = HamiltonianHead(HamiltonianHead.output_irreps(basis, spinful), basis, spinful)
     x = torch.randn(6, head.irreps_in.dim, dtype=torch.float64)
     rev = torch.tensor([1, 0, 2, 4, 3, 5])
     h = head(x, rev)

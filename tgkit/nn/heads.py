@@ -68,6 +68,34 @@ def _sorted_layout(segments: list[o3.Irreps]) -> tuple[o3.Irreps, list[list[int]
     return out, positions
 
 
+def _block_layout(basis: OrbitalBasis, spinful: bool) -> tuple[o3.Irreps, torch.Tensor]:
+    """Irreps of one (real or imaginary) half of the head output and its map to the blocks.
+
+    Returns ``(irreps_half, to_block)`` with ``to_block`` of shape (irreps_half.dim, n_mu, B, B)
+    float64, n_mu = 1 (spinless) or 4 (A_0, A_x, A_y, A_z).
+    """
+    b = basis.dim
+    segments, maps, places = [], [], []
+    for sa, sb in basis.shell_pairs():
+        oa, ob = basis.shell_offset[sa], basis.shell_offset[sb]
+        segments.append(irreps_from_l1l2(sa.l, sb.l))
+        maps.append(cg_block_basis(sa.l, sb.l)[:, :, None, :])  # (ma, mb, 1, dim): A_0
+        places.append((oa, ob, sa.dim, sb.dim, 0))
+        if spinful:
+            segments.append(_spin_vector_irreps(sa.l, sb.l))
+            vec = _spin_vector_basis(sa.l, sb.l)[:, :, list(_CART_IN_E3NN), :]
+            maps.append(vec)  # (ma, mb, 3 = A_x, A_y, A_z, dim)
+            places.append((oa, ob, sa.dim, sb.dim, 1))
+    half, positions = _sorted_layout(segments)
+    # to_block[k, mu, i, j]: column k of one (real or imaginary) half -> A_mu[i, j]
+    n_mu = 4 if spinful else 1
+    to_block = torch.zeros(half.dim, n_mu, b, b, dtype=torch.float64)
+    for cmap, (oa, ob, da, db, mu0), cols in zip(maps, places, positions, strict=True):
+        block = cmap.permute(3, 2, 0, 1)  # (dim, mu, ma, mb)
+        to_block[cols, mu0:mu0 + block.shape[1], oa:oa + da, ob:ob + db] = block
+    return half, to_block
+
+
 class HamiltonianHead(nn.Module):
     """Equivariant linear decoder and direct sum -> product conversion, with hermiticity.
 
@@ -85,29 +113,17 @@ class HamiltonianHead(nn.Module):
         super().__init__()
         self.basis, self.spinful = basis, spinful
         self.irreps_in = o3.Irreps(irreps_in)
-        b = basis.dim
-        segments, maps, places = [], [], []
-        for sa, sb in basis.shell_pairs():
-            oa, ob = basis.shell_offset[sa], basis.shell_offset[sb]
-            segments.append(irreps_from_l1l2(sa.l, sb.l))
-            maps.append(cg_block_basis(sa.l, sb.l)[:, :, None, :])  # (ma, mb, 1, dim): A_0
-            places.append((oa, ob, sa.dim, sb.dim, 0))
-            if spinful:
-                segments.append(_spin_vector_irreps(sa.l, sb.l))
-                vec = _spin_vector_basis(sa.l, sb.l)[:, :, list(_CART_IN_E3NN), :]
-                maps.append(vec)  # (ma, mb, 3 = A_x, A_y, A_z, dim)
-                places.append((oa, ob, sa.dim, sb.dim, 1))
-        half, positions = _sorted_layout(segments)
-        # to_block[k, mu, i, j]: column k of one (real or imaginary) half -> A_mu[i, j]
-        n_mu = 4 if spinful else 1
-        to_block = torch.zeros(half.dim, n_mu, b, b, dtype=torch.float64)
-        for cmap, (oa, ob, da, db, mu0), cols in zip(maps, places, positions, strict=True):
-            block = cmap.permute(3, 2, 0, 1)  # (dim, mu, ma, mb)
-            to_block[cols, mu0:mu0 + block.shape[1], oa:oa + da, ob:ob + db] = block
+        half, to_block = _block_layout(basis, spinful)
         self.register_buffer("to_block", to_block.flatten(1).to(torch.get_default_dtype()))
         self.irreps_half = half
         self.irreps_out = half + half if spinful else half
         self.linear = o3.Linear(self.irreps_in, self.irreps_out)
+
+    @staticmethod
+    def output_irreps(basis: OrbitalBasis, spinful: bool) -> o3.Irreps:
+        """The irreps the head's linear decoder outputs for ``basis``."""
+        half, _ = _block_layout(basis, spinful)
+        return half + half if spinful else half
 
     def forward(self, x: torch.Tensor, reverse_edge: torch.Tensor) -> torch.Tensor:
         b = self.basis.dim

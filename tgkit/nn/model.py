@@ -102,9 +102,9 @@ class HamiltonianModel(nn.Module):
         self.edge_embedding = nn.Linear(cfg.num_radial, embed.dim)  # scalars, like DeepH-E3
         self.spherical_harmonics = EdgeSphericalHarmonics(cfg.lmax)
         sh = self.spherical_harmonics.irreps_out
-        # the head's irreps fix the last edge irreps; build it on a placeholder input first
-        probe = HamiltonianHead(hidden, self.basis, self.spinful)
-        self.irreps_post_edge = _post_edge_irreps(hidden, probe.irreps_out)
+        # the head's irreps fix the last edge irreps
+        head_irreps = HamiltonianHead.output_irreps(self.basis, self.spinful)
+        self.irreps_post_edge = _post_edge_irreps(hidden, head_irreps)
         self.head = HamiltonianHead(self.irreps_post_edge, self.basis, self.spinful)
 
         self.node_blocks, self.edge_blocks = nn.ModuleList(), nn.ModuleList()

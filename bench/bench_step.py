@@ -1,0 +1,170 @@
+"""Train-step time of the four setups (baseline, +Trace, +Grad, +TraceGrad) on the same graph.
+
+One run builds the four models (DeepH-E3 default widths unless overridden), then times full
+training steps (forward, masked MSE on H plus the paper's trace term, backward, Adam step)
+round-robin over the setups, so that machine load affects all four alike. It reports the
+median step time, the ratio to baseline, the memory autograd saves for backward in one
+training forward (distinct storages, any device) and, on a GPU, the peak CUDA allocation.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/bench_step.py                 # toy 8-atom graphene, 7.0 A pairs
+    .venv/bin/python bench/bench_step.py --data datasets/graphene-8/0000 --steps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+from tgkit import keys as K
+from tgkit.config import ModelConfig, TraceGradConfig
+from tgkit.data.graph import structure_to_graph, to_device
+from tgkit.irreps import OrbitalBasis
+from tgkit.nn import HamiltonianModel, TraceGrad
+
+SETUPS = ("baseline", "trace", "grad", "tracegrad")
+# "tracegrad-autograd": TraceGrad with v from plain autograd through square (for comparison)
+CHOICES = SETUPS + ("tracegrad-autograd",)
+
+
+def autograd_forward(self: TraceGrad, f: torch.Tensor):
+    """TraceGrad.forward with v = d(sum z)/df by autograd through square and s_nonlin."""
+    with torch.enable_grad():
+        f_in = f if f.requires_grad else f.detach().requires_grad_(True)
+        z = self.s_nonlin(self.square(self._split(f_in)))
+        (v,) = torch.autograd.grad(z.sum(), f_in, create_graph=self.training)
+    return f + v, z
+
+
+def build_graph(args: argparse.Namespace):
+    if args.data:
+        from tgkit.data.deeph import read_structure
+
+        s = read_structure(args.data)
+    else:
+        from tgkit.data.structures import graphene
+        from tgkit.testing import toy_structure
+
+        atoms = graphene((2, 2))
+        s = toy_structure(atoms.numbers, atoms.cell.array, atoms.positions, cutoff=7.0)
+    basis = OrbitalBasis.union([{int(z): t for z, t in zip(s.numbers, s.orbital_types,
+                                                            strict=True)}])
+    return structure_to_graph(s, basis, dtype=getattr(torch, args.dtype)), basis, s.spinful
+
+
+def loss_fn(out: dict, graph: dict) -> torch.Tensor:
+    """Masked MSE on H, plus lambda NoGrad(loss_Q / loss_T) loss_T when T is predicted."""
+    mask = out[K.H_MASK]
+    loss = (out[K.H_PRED] - graph[K.HAMILTONIAN]).abs().pow(2)[mask].mean()
+    if K.T_PRED in out:
+        bm = out[K.BLOCK_MASK]
+        loss_t = (out[K.T_PRED] - out[K.T_LABEL])[bm].pow(2).mean()
+        loss = loss + 0.3 * (loss / loss_t).detach() * loss_t
+    return loss
+
+
+def saved_bytes(model: torch.nn.Module, graph: dict) -> int:
+    """Bytes of the distinct tensors autograd saves for backward in one training forward."""
+    seen: dict[tuple, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = (t.untyped_storage().data_ptr(), t.device.type)
+        seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn(model(graph), graph)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(seen.values())
+
+
+def make_step(model: torch.nn.Module, graph: dict, device: torch.device):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(graph), graph)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="a DeepH structure directory (default: toy graphene 2x2)")
+    p.add_argument("--setups", nargs="+", default=list(SETUPS), choices=CHOICES)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per setup")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--irreps-hidden", default=ModelConfig.irreps_hidden)
+    p.add_argument("--num-blocks", type=int, default=ModelConfig.num_blocks)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    graph, basis, spinful = build_graph(args)
+    graph = to_device(graph, device)
+    cfg = ModelConfig(irreps_hidden=args.irreps_hidden, num_blocks=args.num_blocks)
+    steps, models = {}, {}
+    for setup in args.setups:
+        torch.manual_seed(0)
+        tg = TraceGradConfig(setup=setup.removesuffix("-autograd"))
+        m = HamiltonianModel(basis, spinful, cfg, tg, dtype=getattr(torch, args.dtype))
+        m = m.to(device).train()
+        if setup.endswith("-autograd"):
+            for mod in m.modules():
+                if isinstance(mod, TraceGrad):
+                    mod.forward = autograd_forward.__get__(mod)
+        models[setup], steps[setup] = m, make_step(m, graph, device)
+    for _ in range(args.warmup):
+        for setup in args.setups:
+            steps[setup]()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times: dict[str, list[float]] = {s: [] for s in args.setups}
+    peak: dict[str, float] = {}
+    for _ in range(args.steps):
+        for setup in args.setups:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            times[setup].append(steps[setup]())
+            if device.type == "cuda":
+                peak[setup] = max(peak.get(setup, 0.0), torch.cuda.max_memory_allocated() / 2**20)
+    saved = {setup: saved_bytes(models[setup], graph) / 2**20 for setup in args.setups}
+    base = statistics.median(times[args.setups[0]])
+    e = graph[K.EDGE_INDEX].shape[1]
+    n = graph[K.SPECIES].shape[0]
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+        f"{torch.get_num_threads()} torch threads")
+    print(f"machine: {dev}; torch {torch.__version__}; python {platform.python_version()}")
+    print(f"graph: {n} atoms, {e} edges, B = {basis.dim}{' (SOC)' if spinful else ''}; "
+          f"irreps_hidden {args.irreps_hidden}, {args.num_blocks} blocks, {args.dtype}; "
+          f"median of {args.steps} steps after {args.warmup} warm-up, round-robin")
+    print(f"| setup | step (ms) | ratio to {args.setups[0]} | saved for backward (MiB) | "
+          f"peak CUDA alloc (MiB) | parameters |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for setup in args.setups:
+        med = statistics.median(times[setup])
+        params = sum(q.numel() for q in models[setup].parameters())
+        mm = f"{peak[setup]:.0f}" if setup in peak else "-"
+        print(f"| {setup} | {1000 * med:.1f} | {med / base:.2f} | {saved[setup]:.1f} | {mm} "
+              f"| {params} |")
+
+
+if __name__ == "__main__":
+    main()
