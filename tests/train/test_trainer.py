@@ -144,3 +144,19 @@ def test_bad_configs(toy_tree, tmp_path):
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split="nosuch.json"))
     with pytest.raises(TgkitError, match="data.split"):
         train(cfg, verbose=False)
+
+
+def test_soc_training_uses_complex_blocks(toy_tree, tmp_path):
+    from tests.conftest import make_spinful
+    from tgkit.data.deeph import read_structure, write_structure
+
+    root = tmp_path / "soc"
+    for name in ("s000", "s001", "s002"):
+        write_structure(make_spinful(read_structure(toy_tree / name)), root / name)
+    cfg = tiny_config(root, tmp_path / "run", max_steps=2, setup="tracegrad",
+                      dtype="float32")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, train_fraction=0.34, val_fraction=0.33))
+    doc = train(cfg, verbose=False)
+    assert doc["steps"] == 2 and math.isfinite(doc["test"]["mae_all"])
+    assert math.isfinite(doc["val"]["loss_t"])

@@ -10,7 +10,9 @@ Metrics dicts hold plain floats: per-step dicts (``on_batch_end``) carry ``step`
 and, every ``log_every`` steps, ``loss`` / ``loss_q`` / ``loss_t`` / ``mu`` (reading a loss
 value synchronises with the device, so the trainer only does it when someone will log it);
 validation dicts carry ``val_loss`` (MSE of H, eV^2), ``val_loss_t``, ``val_mae_all`` (meV),
-``train_loss`` (epoch mean) and ``lr``.
+``train_loss`` (mean over the steps since the previous validation) and ``lr``. In per-step
+dicts ``epoch`` is the current epoch (from 0); in validation dicts it is the number of epochs
+completed.
 """
 
 from __future__ import annotations

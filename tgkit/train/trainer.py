@@ -189,6 +189,8 @@ class Trainer:
         self.epoch, self.batch_in_epoch = int(t["epoch"]), int(t["batch_in_epoch"])
         self.global_step, self.smoothed_val = int(t["global_step"]), float(t["smoothed_val"])
         self.last_val_step, self.stop_reason = int(t["last_val_step"]), str(t["stop_reason"])
+        if self.stop_reason.startswith("reached max_steps"):
+            self.stop_reason = ""  # re-evaluated against this run's max_steps
         self.epoch_loss = t["epoch_loss"].to(self.device, torch.float64)
         self.last_metrics = dict(t["last_metrics"])
         for k, h in zip(self._hook_keys, self.hooks, strict=True):
