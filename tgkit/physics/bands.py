@@ -192,9 +192,25 @@ class BandSolver:
         s = ((s + s.conj().T) * 0.5).tocsc()
         if num_bands >= self.dim - 1:
             raise TgkitError(f"num_bands={num_bands} must be below the {self.dim} orbitals - 1")
-        # ARPACK mode 3 with the S inner product: (H - sigma S) is LU-factorised once per k
-        e = spla.eigsh(h, k=num_bands, M=s, sigma=sigma, which="LM",
-                       return_eigenvectors=False)
+        # ARPACK shift-invert, mode 3 with the S inner product: (H - sigma S) is LU-factorised
+        # once per k. A hermitian A + iB is solved as the real symmetric [[A, -B], [B, A]]
+        # (every eigenvalue twice): real LU and Lanczos are ~3x faster than complex Arnoldi.
+        a, b, sa, sb = h.real, h.imag, s.real, s.imag
+        if b.count_nonzero() == 0 and sb.count_nonzero() == 0:
+            e = spla.eigsh(a.tocsc(), k=num_bands, M=sa.tocsc(), sigma=sigma,
+                           return_eigenvectors=False)
+            return np.sort(e)
+        if 2 * num_bands + 2 < 2 * self.dim - 1:
+            h2 = sp.bmat([[a, -b], [b, a]], format="csc")
+            s2 = sp.bmat([[sa, -sb], [sb, sa]], format="csc")
+            e2 = spla.eigsh(h2, k=2 * num_bands + 2, M=s2, sigma=sigma,
+                            return_eigenvectors=False)
+            e2 = e2[np.argsort(np.abs(e2 - sigma))]
+            first, second = e2[0 : 2 * num_bands : 2], e2[1 : 2 * num_bands : 2]
+            if np.allclose(first, second, rtol=0, atol=1e-8 * max(1.0, np.abs(e2).max())):
+                return np.sort(0.5 * (first + second))
+        # the doubled spectrum did not pair up cleanly: fall back to complex Arnoldi
+        e = spla.eigsh(h, k=num_bands, M=s, sigma=sigma, which="LM", return_eigenvectors=False)
         return np.sort(e.real)
 
     def bands(
