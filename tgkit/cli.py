@@ -190,7 +190,7 @@ def _bands(args: argparse.Namespace) -> int:
     from tgkit.physics.bands import bands_command
 
     res = bands_command(args.dir, args.pred, args.out, path=args.path, npoints=args.npoints,
-                        window=args.window)
+                        window=args.window, solver=args.solver, num_bands=args.num_bands)
     for k, v in res.summary().items():
         if not isinstance(v, (list, dict)):
             print(f"{k}: {v}")
@@ -255,6 +255,11 @@ def add_data_commands(sub) -> None:
                    "the lattice's standard path)")
     p.add_argument("--npoints", type=int, default=60, help="k points along the path")
     p.add_argument("--window", type=float, default=2.0, help="eV around E_F for the error")
+    p.add_argument("--solver", choices=["auto", "dense", "sparse"], default="auto",
+                   help="dense: all bands; sparse: shift-invert for a few bands near E_F "
+                   "(large cells); auto: sparse above 3000 orbitals")
+    p.add_argument("--num-bands", type=int, default=None,
+                   help="sparse solver: eigenvalues nearest E_F per k point (default 20)")
     p.set_defaults(func=_bands)
 
 
