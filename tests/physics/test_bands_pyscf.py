@@ -16,7 +16,7 @@ from tgkit.physics.bands import BandSolver, band_energies  # noqa: E402
 
 
 def test_pyscf_bands_on_scf_mesh_from_stored_blocks(tmp_path):
-    """Perturbed 2-atom graphene, 2x2x1 mesh: stored H(R), S(R) give PySCF's mesh bands."""
+    """Perturbed 2-atom graphene, 2x2x1 SCF mesh: stored H(R), S(R) give PySCF's bands."""
     atoms = thermal_perturb(graphene((1, 1), vacuum=6.0), seed=3)
     backend = get_backend(
         "pyscf",
@@ -36,11 +36,12 @@ def test_pyscf_bands_on_scf_mesh_from_stored_blocks(tmp_path):
     # the same from the solver without overlap projection
     e2 = BandSolver(s, overlap_threshold=1e-10).bands(np.asarray(mesh["kpoints"])).energies
     assert np.abs(e2[:, : ref.shape[1]] - ref).max() < 1e-4
-    # path points that lie on the 2x2 mesh (Gamma, M) are exact too; the others carry the
-    # Born-von Karman aliasing, measured in datasets/README.md ("PySCF backend")
+    # off the mesh: H(R) comes from the Fock matrix on a 6x6 mesh (fourier_factor 3), so
+    # the Born-von Karman aliasing is small (measured in datasets/README.md, "PySCF backend")
     path = next(r for r in refs if r["kind"] == "path")
-    kp = np.asarray(path["kpoints"])
-    on_mesh = np.all(np.abs(kp * 2 - np.rint(kp * 2)) < 1e-9, axis=1)
-    assert on_mesh.sum() >= 3
-    ep = band_energies(s, kp[on_mesh])[:, :4]
-    assert np.abs(ep - np.asarray(path["eigenvalues"])[on_mesh, :4]).max() < 1e-4
+    kp, ref_p = np.asarray(path["kpoints"]), np.asarray(path["eigenvalues"])
+    ep = band_energies(s, kp)[:, : ref_p.shape[1]]
+    window = np.abs(ref_p - s.fermi_level) <= 2.0
+    assert window.any()
+    assert np.abs(ep - ref_p)[window].max() < 1e-2
+    assert np.abs(ep - ref_p)[:, :4].max() < 1e-2

@@ -1,7 +1,10 @@
 """PySCF backend (pip only): H(R) by a k-mesh Fourier transform, exact S(R), and molecules.
 
 Periodic structures (any ``atoms.pbc`` true) run a k-point PBE SCF (``pyscf.pbc``, GTH
-pseudopotentials, Fermi-Dirac smearing) on a Gamma-centred mesh N1 x N2 x N3. PySCF's Bloch
+pseudopotentials, Fermi-Dirac smearing) on a Gamma-centred mesh; the Fock matrix of the
+converged density is then evaluated (non-self-consistently, as PySCF's ``get_bands`` does) on
+a denser Gamma-centred mesh N1 x N2 x N3 (``fourier_factor`` times the SCF mesh), which
+contains the SCF mesh, and on a path off it. PySCF's Bloch
 sums carry no atomic positions in the phase, H_ij(k) = sum_T e^{i k.T} <phi_i|H|phi_j(. - T)>,
 which is DeepH's H(k) = sum_R H_ij(R) e^{i 2 pi k.R}. So
 
@@ -77,6 +80,11 @@ class PySCFSettings:
         conv_tol: SCF energy convergence, Hartree.
         max_cycle: SCF iterations.
         multigrid: use PySCF's multigrid XC/Coulomb integration (periodic).
+        fourier_factor: the Fock matrix of the converged density is re-evaluated (one
+            non-self-consistent build, like ``get_bands``) on a Gamma-centred mesh this many
+            times denser than the SCF mesh on each non-vacuum axis, and H(R) is Fourier
+            transformed from it: the Born-von Karman supercell, hence the aliasing range,
+            grows by this factor at a small fraction of the SCF cost. 1 uses the SCF mesh.
         path_points: points per segment of the reference path (0: no path reference).
         molecule_basis: all-electron basis for non-periodic structures.
         molecule_vacuum: Angstrom of box around a molecule for ``lat.dat`` (only R = 0 is
@@ -97,6 +105,7 @@ class PySCFSettings:
     conv_tol: float = 1e-10
     max_cycle: int = 100
     multigrid: bool = True
+    fourier_factor: int = 3
     path_points: int = 4
     molecule_basis: str | dict[str, str] = "def2-svp"
     molecule_vacuum: float = 15.0
@@ -322,6 +331,7 @@ class PySCFBackend(Backend):
 
     def _periodic(self, atoms) -> DFTResult:
         from pyscf.pbc import dft, gto
+        from pyscf.pbc.scf.hf import eigh_with_canonical_orth
 
         s = self.settings
         symbols = atoms.get_chemical_symbols()
@@ -358,48 +368,58 @@ class PySCFBackend(Backend):
         t_scf = time.perf_counter() - t_scf
         if not mf.converged:
             raise PySCFError(f"PySCF SCF did not converge in {s.max_cycle} cycles")
-        types = atom_orbital_types(cell)
-        perm = openmx_permutation(types)
-        sizes = [sum(2 * l + 1 for l in t) for t in types]
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        perm_of_atom = [pyscf_to_openmx_index(t) for t in types]
-
-        fock = np.asarray(mf.get_fock())  # Fock of the final density, (Nk, nao, nao), Hartree
-        ovlp = np.asarray(mf.get_ovlp())
-        fock = 0.5 * (fock + fock.conj().transpose(0, 2, 1))
-        ovlp = 0.5 * (ovlp + ovlp.conj().transpose(0, 2, 1))
-        fock = fock[:, perm][:, :, perm] * HARTREE_EV
-        ovlp = ovlp[:, perm][:, :, perm]
-        hr0, cells, imag_h = fourier_to_real_space(fock, kfrac, mesh)
-        sr0, _, imag_s = fourier_to_real_space(ovlp, kfrac, mesh)
-        ham = min_image_blocks(hr0, cells, mesh, lat, pos, offsets)
-        radius = float(cell.rcut) * BOHR
-        ovl = real_space_overlaps(cell, symbols, lat, pos, radius, perm_of_atom)
-        ovl_ft = min_image_blocks(sr0, cells, mesh, lat, pos, offsets)
-        alias = max(float(np.abs(b - ovl.get(k, 0.0)).max()) for k, b in ovl_ft.items())
-        for key in ham:
-            if key not in ovl:
-                ovl[key] = np.zeros_like(ham[key])
-        for key in ovl:
-            ham.setdefault(key, np.zeros_like(ovl[key]))
-
-        # PySCF's own bands from the converged density: the mesh and a path off it
+        # Fock of the converged density on the dense mesh + the path, in one build; the
+        # reference bands are PySCF's own (get_bands' solver) on the SCF mesh and the path
+        fmesh = tuple(
+            n if ax in s.vacuum_axes else n * max(1, s.fourier_factor) for ax, n in enumerate(mesh)
+        )
+        kdense = _gamma_mesh(fmesh)
         path = (
             path_kpoints(path_special_points(lat), s.path_points)
             if s.path_points > 0
             else np.zeros((0, 3))
         )
         t_bands = time.perf_counter()
-        eb, _ = mf.get_bands(cell.get_abs_kpts(np.vstack([kfrac, path])))
+        kall = cell.get_abs_kpts(np.vstack([kdense, path]))
+        dm = mf.make_rdm1()
+        fock = np.asarray(mf.get_hcore(cell, kall)) + np.asarray(
+            mf.get_veff(cell, dm, kpts=mf.kpts, kpts_band=kall)
+        )
+        ovlp = np.asarray(mf.get_ovlp(cell, kall))
+        fock = 0.5 * (fock + fock.conj().transpose(0, 2, 1))
+        ovlp = 0.5 * (ovlp + ovlp.conj().transpose(0, 2, 1))
+        eb = np.asarray(eigh_with_canonical_orth(fock, ovlp)[0])  # removed directions: 1e5 Ha
         t_bands = time.perf_counter() - t_bands
-        nb = min(len(e) for e in eb)
-        eb = np.array([np.asarray(e)[:nb] for e in eb]) * HARTREE_EV
-        nk = len(kfrac)
+        nd = len(kdense)
+        on_scf = [_find_kpoint(kdense, k) for k in kfrac]
+        ref_k = [*on_scf, *range(nd, nd + len(path))]
+        nb = int(min(np.sum(eb[i] < 1e3) for i in ref_k))
+        eb = eb[:, :nb] * HARTREE_EV
         mo = np.array([np.asarray(e)[:nb] for e in mf.mo_energy]) * HARTREE_EV
-        refs = [ReferenceBands(kfrac, eb[:nk], "mesh")]
+        refs = [ReferenceBands(kfrac, eb[on_scf], "mesh")]
         if len(path):
-            refs.append(ReferenceBands(path, eb[nk:], "path"))
-        fermi = fermi_level(eb[:nk] / HARTREE_EV, cell.nelectron, sigma) * HARTREE_EV
+            refs.append(ReferenceBands(path, eb[nd:], "path"))
+
+        types = atom_orbital_types(cell)
+        perm = openmx_permutation(types)
+        sizes = [sum(2 * l + 1 for l in t) for t in types]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        perm_of_atom = [pyscf_to_openmx_index(t) for t in types]
+        hk = fock[:nd][:, perm][:, :, perm] * HARTREE_EV
+        sk = ovlp[:nd][:, perm][:, :, perm]
+        hr0, cells, imag_h = fourier_to_real_space(hk, kdense, fmesh)
+        sr0, _, imag_s = fourier_to_real_space(sk, kdense, fmesh)
+        ham = min_image_blocks(hr0, cells, fmesh, lat, pos, offsets)
+        radius = float(cell.rcut) * BOHR
+        ovl = real_space_overlaps(cell, symbols, lat, pos, radius, perm_of_atom)
+        ovl_ft = min_image_blocks(sr0, cells, fmesh, lat, pos, offsets)
+        alias = max(float(np.abs(b - ovl.get(k, 0.0)).max()) for k, b in ovl_ft.items())
+        for key in ham:
+            if key not in ovl:
+                ovl[key] = np.zeros_like(ham[key])
+        for key in ovl:
+            ham.setdefault(key, np.zeros_like(ovl[key]))
+        fermi = fermi_level(eb[on_scf] / HARTREE_EV, cell.nelectron, sigma) * HARTREE_EV
         structure = Structure(
             numbers=np.asarray(atoms.numbers, dtype=np.int64),
             lattice=lat,
@@ -412,13 +432,14 @@ class PySCFBackend(Backend):
         meta = {
             "kmesh": list(mesh),
             "kmesh_kind": "gamma-centred",
+            "fourier_kmesh": list(fmesh),
             "num_images": len({k[:3] for k in ham}),
             "scf_wall_s": round(t_scf, 2),
             "bands_wall_s": round(t_bands, 2),
             "energy_hartree": float(mf.e_tot),
             "fourier_imag_max": max(imag_h, imag_s),
             "overlap_alias_error": alias,
-            "scf_residual_ev": float(np.abs(mo - eb[:nk]).max()),
+            "scf_residual_ev": float(np.abs(mo - eb[on_scf]).max()),
             "overlap_radius": radius,
             "basis": {sym: s.basis_for(sym) for sym in sorted(set(symbols))},
             "basis_sets": {
@@ -488,6 +509,15 @@ class PySCFBackend(Backend):
             },
         }
         return DFTResult(structure, refs, meta)
+
+
+def _find_kpoint(kpts: np.ndarray, k: np.ndarray) -> int:
+    """Index of the row of ``kpts`` equal to ``k`` modulo reciprocal lattice vectors."""
+    d = kpts - k[None, :]
+    hit = np.flatnonzero(np.all(np.abs(d - np.rint(d)) < 1e-9, axis=1))
+    if len(hit) != 1:
+        raise PySCFError(f"k point {k} not found once in the Fourier mesh")
+    return int(hit[0])
 
 
 def _gamma_mesh(mesh: tuple[int, int, int]) -> np.ndarray:
