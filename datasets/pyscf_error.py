@@ -26,6 +26,7 @@ ap.add_argument("--mesh", type=int, nargs="+", default=[2, 3])
 ap.add_argument("--factor", type=int, default=3)
 ap.add_argument("--vacuum", type=float, default=6.0)
 ap.add_argument("--path-points", type=int, default=4)
+ap.add_argument("--precision", type=float, default=1e-8)
 args = ap.parse_args()
 
 rows = []
@@ -36,6 +37,7 @@ for n in args.mesh:
         ke_cutoff=args.ke_cutoff,
         kmesh=(n, n, 1),
         fourier_factor=args.factor,
+        precision=args.precision,
         path_points=args.path_points,
     )
     with tempfile.TemporaryDirectory() as d:

@@ -139,7 +139,8 @@ def test_molecule_single_image_reproduces_mo_energies(tmp_path):
 
     water = molecule("H2O")
     water.pbc = False
-    backend = PySCFBackend(get_backend("pyscf", molecule_basis="sto-3g").settings)
+    backend = get_backend("pyscf", molecule_basis="sto-3g")
+    assert isinstance(backend, PySCFBackend)
     stats = build_structure(water, tmp_path / "w", backend, None)
     s = read_structure(tmp_path / "w")
     assert {k[:3] for k in s.hamiltonians} == {(0, 0, 0)}
