@@ -33,7 +33,8 @@ def tiny_config(data: Path | str, out_dir: Path | str, setup: str = "tracegrad",
                 **train: Any) -> Config:
     """A model small enough for a CPU step in well under a second; float64 for exact tests."""
     t = {"out_dir": str(out_dir), "epochs": 2, "batch_size": 1, "lr": 0.01, "dtype": "float64",
-         "device": "cpu", "progress": False, "log_every": 1, "tensorboard": False}
+         "device": "cpu", "progress": False, "log_every": 1, "tensorboard": False,
+         "num_threads": 1}
     t.update(train)
     return config_from_dict({
         # 6 structures: 4 train, 1 val, 1 test

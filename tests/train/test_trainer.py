@@ -160,3 +160,21 @@ def test_soc_training_uses_complex_blocks(toy_tree, tmp_path):
     doc = train(cfg, verbose=False)
     assert doc["steps"] == 2 and math.isfinite(doc["test"]["mae_all"])
     assert math.isfinite(doc["val"]["loss_t"])
+
+
+def test_twisted_structures_are_reported_separately(toy_tree, tmp_path):
+    from tgkit.data.deeph import read_structure, write_structure
+
+    root = tmp_path / "tw"
+    for name in ("s000", "s001", "s002", "s003", "s004"):
+        s = read_structure(toy_tree / name)
+        s.info["twisted"] = name == "s004"
+        write_structure(s, root / name)
+    cfg = tiny_config(root, tmp_path / "run", max_steps=1, setup="baseline")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, train_fraction=0.5, val_fraction=0.25))
+    doc = train(cfg, verbose=False)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["test_twisted"] == ["s004"] and "s004" not in split["train"] + split["test"]
+    assert doc["test_t"]["num_samples"] == 1 and list(doc["test_t"]["mae_sample"]) == ["s004"]
+    assert doc["test"]["num_samples"] == 1

@@ -180,6 +180,17 @@ def train(config: Config, resume: bool = False, extra_hooks: Sequence[H.Hook] = 
         extra_hooks: added to :func:`default_hooks` (e.g. a dashboard from ``tgkit.viz``).
         verbose: print one line per validation and the final metrics.
     """
+    threads = torch.get_num_threads()
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    try:
+        return _train(config, resume, extra_hooks, verbose)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose: bool
+           ) -> dict[str, Any]:
     t = config.train
     env, device = init_distributed(t.device)
     dtype = parse_dtype(t.dtype)
@@ -271,7 +282,9 @@ def evaluate_run(model_path: str | Path, data: str | Path | None = None, device:
         if cfg is None:
             raise TgkitError(f"{model_path}: a model.pt has no data settings; pass --data")
         run_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-        ds = GraphDataset(prepare_cache(cfg, Path(cfg.train.out_dir)), dtype=dtype)
+        own = run_dir / "graphs.h5"  # the run's own cache, wherever the run directory is now
+        cache = own if own.exists() else prepare_cache(cfg, Path(cfg.train.out_dir))
+        ds = GraphDataset(cache, dtype=dtype)
         split_file = run_dir / "split.json"
         split = Split.from_json(split_file) if split_file.exists() else make_split(cfg, ds)
     else:
