@@ -1,0 +1,153 @@
+"""Inference scaling: predict H of twisted bilayer graphene of ~1k, ~4k and 10k+ atoms.
+
+Each size runs in its own subprocess, so its peak memory (VmHWM of /proc/self/status: the
+resident high-water mark, torch's allocations included) is that size's alone. A child builds
+the commensurate twisted bilayer (``tgkit.data.structures.twisted_bilayer_graphene(m)``,
+4 (3m^2 + 3m + 1) atoms, C 2s2p1d = 13 orbitals), its 7.0 Angstrom neighbour graph (the pair
+cutoff of the shipped data; ``structure_to_graph(..., cutoff=7.0)``), and the model of
+``configs/default.yaml`` (the README's default job; weights from ``--model`` or random: the
+cost does not depend on their values), then predicts every block in float32 under
+``torch.no_grad()`` with :func:`tgkit.nn.inference.predict_chunked`.
+
+Reported per size: atoms, edges, seconds for structure, graph and prediction (wall and CPU),
+peak RSS, and the scaling exponent between sizes; time(4N)/time(N) is the measured time ratio
+of the two sizes rescaled to exactly 4x atoms with the measured exponent.
+
+Usage (repository root)::
+
+    .venv/bin/python bench/bench_inference.py                      # m = 9, 19 (1084, 4564 atoms)
+    .venv/bin/python bench/bench_inference.py --m 9 19 29          # + 10,444 atoms
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def vm_hwm_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def child(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from tgkit import keys as K
+    from tgkit.config import load_config
+    from tgkit.data.deeph import Structure
+    from tgkit.data.graph import structure_to_graph
+    from tgkit.data.structures import twisted_bilayer_graphene
+    from tgkit.irreps import OrbitalBasis
+    from tgkit.nn import HamiltonianModel, load_model
+    from tgkit.nn.inference import predict_chunked
+
+    if args.model:
+        model = load_model(args.model).float()
+        basis = model.basis
+    else:
+        cfg = load_config(args.config)
+        basis = OrbitalBasis({6: (0, 0, 1, 1, 2)})
+        torch.manual_seed(0)
+        model = HamiltonianModel(basis, False, cfg.model, cfg.tracegrad, dtype=torch.float32)
+    model = model.export_inference()
+    setup = model.setup
+    rec: dict = {"m": args.child, "threads": torch.get_num_threads(), "setup": setup,
+                 "chunk_edges": args.chunk, "hwm_after_model_GiB": vm_hwm_gib()}
+    t = time.perf_counter()
+    atoms = twisted_bilayer_graphene(args.child)
+    rec["structure_s"] = time.perf_counter() - t
+    s = Structure(numbers=atoms.numbers, lattice=atoms.cell.array, positions=atoms.positions,
+                  orbital_types=[list(basis.orbital_types[6])] * len(atoms), hamiltonians={})
+    t = time.perf_counter()
+    g = structure_to_graph(s, basis, cutoff=args.cutoff, dtype=torch.float32)
+    rec["graph_s"] = time.perf_counter() - t
+    rec.update(atoms=len(atoms), twist_deg=atoms.info["twist_angle"],
+               edges=int(g[K.EDGE_INDEX].shape[1]))
+    t, c = time.perf_counter(), cpu_s()
+    with torch.no_grad():  # never inference_mode: the Grad operator needs autograd
+        out = predict_chunked(model, g, chunk_edges=args.chunk)
+    rec["predict_s"] = time.perf_counter() - t
+    rec["predict_cpu_s"] = cpu_s() - c
+    rec["peak_rss_GiB"] = vm_hwm_gib()
+    rec["finite"] = bool(torch.isfinite(out[K.H_PRED]).all())
+    rec["us_per_edge"] = 1e6 * rec["predict_s"] / rec["edges"]
+    print("RESULT " + json.dumps(rec), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--m", type=int, nargs="+", default=[9, 19],
+                   help="twisted-bilayer indices (9: 1084, 19: 4564, 29: 10444 atoms)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (2-core target)")
+    p.add_argument("--chunk", type=int, default=32768, help="edges per chunk")
+    p.add_argument("--cutoff", type=float, default=7.0, help="neighbour radius, Angstrom")
+    p.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
+    p.add_argument("--model", help="a trained model.pt instead of random weights")
+    p.add_argument("--results", default=str(ROOT / "bench/results/inference.json"))
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child is not None:
+        child(args)
+        return
+    from machine import machine_info
+
+    info = machine_info()
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    rows = []
+    for m in args.m:
+        cmd = [sys.executable, __file__, "--child", str(m), "--threads", str(args.threads),
+               "--chunk", str(args.chunk), "--cutoff", str(args.cutoff), "--config", args.config]
+        if args.model:
+            cmd += ["--model", args.model]
+        load0 = os.getloadavg()[0]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise SystemExit(f"m={m} failed:\n{proc.stdout}\n{proc.stderr}")
+        rec = json.loads(lines[-1][7:])
+        rec["load_avg_1min_before"], rec["load_avg_1min_after"] = load0, os.getloadavg()[0]
+        rows.append(rec)
+        print(json.dumps(rec), flush=True)
+    scaling = []
+    for a, b in zip(rows, rows[1:], strict=False):
+        ratio_n = b["atoms"] / a["atoms"]
+        ratio_t = b["predict_s"] / a["predict_s"]
+        expo = math.log(ratio_t) / math.log(ratio_n)
+        scaling.append({"from_atoms": a["atoms"], "to_atoms": b["atoms"], "atoms_ratio": ratio_n,
+                        "time_ratio": ratio_t, "exponent": expo, "time_4N_over_N": 4**expo})
+    targets = {}
+    big = [r for r in rows if r["atoms"] >= 10000]
+    if big:
+        targets["10k_under_60s"] = all(r["predict_s"] < 60 for r in big)
+        targets["10k_under_8GiB"] = all(r["peak_rss_GiB"] < 8 for r in big)
+    if scaling:
+        targets["ratio_4N_le_4.4"] = all(s["time_4N_over_N"] <= 4.4 for s in scaling)
+    doc = {"command": " ".join(["bench/bench_inference.py", *sys.argv[1:]]), "machine": info,
+           "model_config": args.config if not args.model else args.model, "dtype": "float32",
+           "rows": rows, "scaling": scaling, "targets_met": targets}
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(doc, indent=1))
+    print(json.dumps({"scaling": scaling, "targets_met": targets}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
