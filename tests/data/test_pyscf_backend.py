@@ -20,6 +20,7 @@ from tgkit.data.builders.pyscf_backend import (
 from tgkit.data.check import check_directory, hermiticity_error, parse_cp2k_basis
 from tgkit.data.deeph import Structure, read_structure
 from tgkit.data.structures import graphene
+from tgkit.physics.bands import BlochAssembler
 
 # tiny periodic settings: 1s1p carbon, 2x2x1 mesh, low cutoff (~15 s on 2 busy cores)
 TINY = dict(
@@ -54,9 +55,8 @@ def test_fourier_min_image_roundtrip_is_exact_on_and_near_mesh():
     s = _toy_structure(np.random.default_rng(0))
     mesh = (4, 4, 1)
     kfrac = np.array(np.meshgrid(*[np.arange(n) / n for n in mesh], indexing="ij")).reshape(3, -1).T
-    from tgkit.data.builders.base import bloch_matrix
 
-    hk = bloch_matrix(s, s.hamiltonians, kfrac)
+    hk = np.stack([BlochAssembler(s, s.hamiltonians).dense(k) for k in kfrac])
     hr0, cells, imag = fourier_to_real_space(hk, kfrac, mesh)
     assert imag < 1e-12
     back = min_image_blocks(hr0, cells, mesh, s.lattice, s.positions, np.array([0, 4, 8]))
@@ -82,10 +82,10 @@ def test_min_image_splits_equidistant_images_and_keeps_mesh_exact():
             (-1, 0, 0, 0, 0): np.array([[-0.5]]),
         },
     )
-    from tgkit.data.builders.base import bloch_matrix
 
     kfrac = np.array([[0.0, 0, 0], [0.5, 0, 0]])
-    hr0, cells, _ = fourier_to_real_space(bloch_matrix(s, s.hamiltonians, kfrac), kfrac, (2, 1, 1))
+    hk = np.stack([BlochAssembler(s, s.hamiltonians).dense(k) for k in kfrac])
+    hr0, cells, _ = fourier_to_real_space(hk, kfrac, (2, 1, 1))
     back = min_image_blocks(hr0, cells, (2, 1, 1), lat, s.positions, np.array([0, 1]))
     # R = 1 and R = -1 are congruent mod 2 and equidistant: -1 total, split in halves
     assert back[(1, 0, 0, 0, 0)][0, 0] == pytest.approx(-0.5)
