@@ -180,6 +180,8 @@ def _data_build(args: argparse.Namespace) -> int:
     settings = {"kmesh": tuple(args.kmesh)}
     if args.backend == "cp2k":
         settings["mpi_procs"] = args.mpi_procs
+    else:
+        settings.update(fourier_factor=args.fourier_factor, ke_cutoff=args.ke_cutoff)
     backend = get_backend(args.backend, **settings)
     stats = build_dataset(atoms, args.out, backend, pair_cutoff=args.pair_cutoff, jobs=args.jobs)
     print(f"built {len(stats)} structure(s) into {args.out}")
@@ -234,6 +236,11 @@ def add_data_commands(sub) -> None:
     p.add_argument("--backend", choices=["cp2k", "pyscf"], default="cp2k")
     p.add_argument("--kmesh", type=int, nargs=3, default=[3, 3, 1], help="k mesh (default 3 3 1)")
     p.add_argument("--mpi-procs", type=int, default=2, help="MPI ranks per CP2K run (default 2)")
+    p.add_argument("--fourier-factor", type=int, default=3,
+                   help="pyscf: H(R) is Fourier-transformed from a mesh this many times denser "
+                   "than the SCF mesh (default 3; 1 aliases, see datasets/README.md)")
+    p.add_argument("--ke-cutoff", type=float, default=60.0,
+                   help="pyscf: plane-wave kinetic energy cutoff, Hartree (default 60)")
     p.add_argument("--jobs", type=int, default=1, help="structures computed at once (default 1)")
     p.add_argument("--pair-cutoff", type=float, default=8.0,
                    help="keep blocks of pairs closer than this, Angstrom (default 8.0; see "
