@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import e3nn
 import torch
 
 from tests.train.conftest import tiny_config
@@ -21,7 +22,8 @@ from tgkit.train.run import train
 # after each epoch's validation, 4 steps), so the kill at step 7 loses step 7, and the run
 # resumes from step 6, in the middle of the second epoch.
 CHILD = textwrap.dedent("""
-    import os, signal, sys
+    import json, os, signal, sys
+    import e3nn
     from tgkit.config import load_config
     from tgkit.train.hooks import Hook
     from tgkit.train.run import train
@@ -31,7 +33,9 @@ CHILD = textwrap.dedent("""
             if trainer.global_step == int(sys.argv[2]):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    # train.num_threads (1) fixes the float summation order, as in the parent process
+    # train.num_threads (1) and e3nn's einsum settings fix the float summation order; both
+    # must be the parent's (tests/nn/conftest.py turns einsum optimisation off session-wide)
+    e3nn.set_optimization_defaults(**json.loads(sys.argv[3]))
     train(load_config(sys.argv[1]), resume=True, extra_hooks=[KillAt()], verbose=False)
 """)
 
@@ -53,7 +57,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(toy_cache, tmp_path):
     save_config(cfg, tmp_path / "run.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "run.yaml"), "7"],
+    e3nn_opts = json.dumps(e3nn.get_optimization_defaults())
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "run.yaml"), "7", e3nn_opts],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
