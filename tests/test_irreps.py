@@ -44,8 +44,13 @@ def _d_openmx(n: np.ndarray) -> np.ndarray:
     """Real d harmonics in OpenMX order (z2, x2-y2, xy, xz, yz), written out by hand."""
     x, y, z = n
     return np.sqrt(5) * np.array(
-        [(3 * z * z - 1) / 2, np.sqrt(3) / 2 * (x * x - y * y), np.sqrt(3) * x * y,
-         np.sqrt(3) * x * z, np.sqrt(3) * y * z]
+        [
+            (3 * z * z - 1) / 2,
+            np.sqrt(3) / 2 * (x * x - y * y),
+            np.sqrt(3) * x * y,
+            np.sqrt(3) * x * z,
+            np.sqrt(3) * y * z,
+        ]
     )
 
 
@@ -66,7 +71,9 @@ def test_openmx_orders_are_e3nn_harmonics_without_signs():
 def test_sp_block_is_its_own_irrep():
     # 0 (x) 1 = 1: the s-p row is the l=1 vector itself
     row = torch.tensor([[0.3, -1.2, 0.7]], dtype=torch.float64)
-    np.testing.assert_allclose(block_to_irreps(row, 0, 1).numpy().ravel(), row.numpy().ravel(), atol=1e-14)
+    np.testing.assert_allclose(
+        block_to_irreps(row, 0, 1).numpy().ravel(), row.numpy().ravel(), atol=1e-14
+    )
 
 
 def test_pp_block_decomposition_by_hand():
@@ -98,10 +105,14 @@ def test_block_irreps_are_orthonormal_and_equivariant(l1, l2):
 def test_exact_wigner_d_agrees_with_e3nn_and_is_orthogonal(l):
     rot = Rotation.random(random_state=l).as_matrix()
     d = wigner_D(l, rot)
-    torch.testing.assert_close(d @ d.T, torch.eye(2 * l + 1, dtype=torch.float64), atol=1e-13, rtol=0)
+    torch.testing.assert_close(
+        d @ d.T, torch.eye(2 * l + 1, dtype=torch.float64), atol=1e-13, rtol=0
+    )
     q = torch.as_tensor(rot)[[1, 2, 0]][:, [1, 2, 0]]
     ref = o3.Irrep(l, 1).D_from_matrix(q)
-    torch.testing.assert_close(d, ref, atol=5e-6, rtol=0)  # e3nn D: single-precision J (~1e-6 at l=4)
+    torch.testing.assert_close(
+        d, ref, atol=5e-6, rtol=0
+    )  # e3nn D: single-precision J (~1e-6 at l=4)
     pts = torch.randn(10, 3, dtype=torch.float64)
     y = o3.spherical_harmonics(l, to_e3nn_frame(pts), normalize=False)
     y_rot = o3.spherical_harmonics(l, to_e3nn_frame(pts @ torch.as_tensor(rot).T), normalize=False)
@@ -130,8 +141,10 @@ def test_universal_basis_for_mixed_species():
 
 
 def test_su2_matches_vector_rotation_of_pauli_matrices():
-    sig = [torch.tensor(m, dtype=torch.complex128) for m in
-           ([[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]])]
+    sig = [
+        torch.tensor(m, dtype=torch.complex128)
+        for m in ([[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]])
+    ]
     rot = torch.as_tensor(Rotation.random(random_state=7).as_matrix())
     u = su2_matrix(rot)
     for a in range(3):
@@ -149,4 +162,6 @@ def test_basis_rotation_shapes():
     assert basis_rotation(b, rot).shape == (13, 13)
     d = basis_rotation(b, rot, spinful=True)
     assert d.shape == (26, 26) and d.is_complex()
-    torch.testing.assert_close(d @ d.conj().T, torch.eye(26, dtype=torch.complex128), atol=1e-13, rtol=0)
+    torch.testing.assert_close(
+        d @ d.conj().T, torch.eye(26, dtype=torch.complex128), atol=1e-13, rtol=0
+    )

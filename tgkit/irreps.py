@@ -54,7 +54,7 @@ def irreps_from_l1l2(l1: int, l2: int) -> o3.Irreps:
     return o3.Irreps([(1, (L, p)) for L in range(abs(l1 - l2), l1 + l2 + 1)])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cg_stack(l1: int, l2: int) -> torch.Tensor:
     """(2l1+1, 2l2+1, dim(l1 x l2)) float64: orthonormal map irreps -> block."""
     mats = [
@@ -143,7 +143,7 @@ class OrbitalBasis:
                 counts[l] = max(counts.get(l, 0), ls.count(l))
         self.shells = tuple(Shell(l, n) for l in sorted(counts) for n in range(counts[l]))
         offsets = np.cumsum([0] + [s.dim for s in self.shells])
-        self.shell_offset = {s: int(o) for s, o in zip(self.shells, offsets[:-1])}
+        self.shell_offset = {s: int(o) for s, o in zip(self.shells, offsets[:-1], strict=True)}
         self.dim = int(offsets[-1])
         self._index = {z: self._universal_index(ls) for z, ls in self.orbital_types.items()}
 
@@ -232,7 +232,7 @@ def wigner_D(l: int, rot: np.ndarray | torch.Tensor, parity: int = 1) -> torch.T
     return sign * d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sphere_points(l: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(1234 + l)
     return torch.randn(8 * l + 8, 3, generator=gen, dtype=torch.float64)

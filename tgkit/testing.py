@@ -82,13 +82,21 @@ def _shell_table(types: Sequence[int]) -> list[tuple[int, int, int]]:
 
 
 def _pair_block(
-    za: int, zb: int, ta: Sequence[int], tb: Sequence[int], vec: torch.Tensor, env: torch.Tensor,
-    seed: int, scale: float, decay: float,
+    za: int,
+    zb: int,
+    ta: Sequence[int],
+    tb: Sequence[int],
+    vec: torch.Tensor,
+    env: torch.Tensor,
+    seed: int,
+    scale: float,
+    decay: float,
 ) -> torch.Tensor:
     """(E, n_a, n_b) e3nn-ordered off-site blocks for edges from species za to zb."""
     r = vec.norm(dim=-1).clamp_min(1e-9)
-    out = torch.zeros(len(vec), sum(2 * l + 1 for l in ta), sum(2 * l + 1 for l in tb),
-                      dtype=torch.float64)
+    out = torch.zeros(
+        len(vec), sum(2 * l + 1 for l in ta), sum(2 * l + 1 for l in tb), dtype=torch.float64
+    )
     for l1, s1, o1 in _shell_table(ta):
         for l2, s2, o2 in _shell_table(tb):
             parts = []
@@ -101,7 +109,7 @@ def _pair_block(
                 y = o3.spherical_harmonics(L, to_e3nn_frame(vec), normalize=True)
                 parts.append(radial[:, None] * y)
             x = torch.cat(parts, dim=-1)
-            out[:, o1:o1 + 2 * l1 + 1, o2:o2 + 2 * l2 + 1] = irreps_to_block(x, l1, l2)
+            out[:, o1 : o1 + 2 * l1 + 1, o2 : o2 + 2 * l2 + 1] = irreps_to_block(x, l1, l2)
     return out
 
 
@@ -147,16 +155,21 @@ def toy_structure(
     keys = [tuple(int(v) for v in row) for row in edges]
     for za in set(numbers.tolist()):
         for zb in set(numbers.tolist()):
-            sel = np.nonzero((numbers[edges[:, 3]] == za) & (numbers[edges[:, 4]] == zb)
-                             & ~onsite.numpy())[0]
+            sel = np.nonzero(
+                (numbers[edges[:, 3]] == za) & (numbers[edges[:, 4]] == zb) & ~onsite.numpy()
+            )[0]
             if len(sel) == 0:
                 continue
             ta, tb, v, e = basis[za], basis[zb], vec[sel], env[sel]
             # symmetrise f(a, b, d) with f(b, a, -d)^T so that H_ji(-R) = H_ij(R)^T exactly
-            h = 0.5 * (_pair_block(za, zb, ta, tb, v, e, seed, 3.0, 1.2)
-                       + _pair_block(zb, za, tb, ta, -v, e, seed, 3.0, 1.2).transpose(1, 2))
-            s = 0.5 * (_pair_block(za, zb, ta, tb, v, e, seed + 7, 0.1, 0.8)
-                       + _pair_block(zb, za, tb, ta, -v, e, seed + 7, 0.1, 0.8).transpose(1, 2))
+            h = 0.5 * (
+                _pair_block(za, zb, ta, tb, v, e, seed, 3.0, 1.2)
+                + _pair_block(zb, za, tb, ta, -v, e, seed, 3.0, 1.2).transpose(1, 2)
+            )
+            s = 0.5 * (
+                _pair_block(za, zb, ta, tb, v, e, seed + 7, 0.1, 0.8)
+                + _pair_block(zb, za, tb, ta, -v, e, seed + 7, 0.1, 0.8).transpose(1, 2)
+            )
             for n, k in enumerate(sel.tolist()):
                 ham[keys[k]] = e3nn_to_openmx_block(h[n].numpy(), ta, tb)
                 ovl[keys[k]] = e3nn_to_openmx_block(s[n].numpy(), ta, tb)
@@ -164,8 +177,15 @@ def toy_structure(
         ham[(0, 0, 0, a, a)] = _onsite_block(a, z, basis[z], edges, vec, seed)
         ovl[(0, 0, 0, a, a)] = np.eye(len(ham[(0, 0, 0, a, a)]))
     return Structure(
-        numbers=numbers, lattice=lattice, positions=positions, orbital_types=types,
-        hamiltonians=ham, overlaps=ovl, spinful=False, fermi_level=fermi_level, name=name,
+        numbers=numbers,
+        lattice=lattice,
+        positions=positions,
+        orbital_types=types,
+        hamiltonians=ham,
+        overlaps=ovl,
+        spinful=False,
+        fermi_level=fermi_level,
+        name=name,
     )
 
 
@@ -177,7 +197,9 @@ def _onsite_block(
     blk = torch.zeros(n, n, dtype=torch.float64)
     shells = _shell_table(types)
     for l, s, o in shells:
-        blk[o:o + 2 * l + 1, o:o + 2 * l + 1] += (-8.0 + 4.0 * l + _coeff(seed, z, s)) * torch.eye(2 * l + 1)
+        blk[o : o + 2 * l + 1, o : o + 2 * l + 1] += (
+            -8.0 + 4.0 * l + _coeff(seed, z, s)
+        ) * torch.eye(2 * l + 1)
     sel = (edges[:, 3] == atom) & (np.linalg.norm(vec.numpy(), axis=1) > 1e-8)
     v = vec[torch.as_tensor(sel)]
     if len(v):
@@ -192,7 +214,9 @@ def _onsite_block(
                     g = 0.5 * _coeff(seed + 3, z, s1, s2, L) * torch.exp(-r / 1.5)
                     y = o3.spherical_harmonics(L, to_e3nn_frame(v), normalize=True)
                     parts.append((g[:, None] * y).sum(0))
-                blk[o1:o1 + 2 * l1 + 1, o2:o2 + 2 * l2 + 1] += irreps_to_block(torch.cat(parts), l1, l2)
+                blk[o1 : o1 + 2 * l1 + 1, o2 : o2 + 2 * l2 + 1] += irreps_to_block(
+                    torch.cat(parts), l1, l2
+                )
     blk = 0.5 * (blk + blk.T)
     return e3nn_to_openmx_block(blk.numpy(), types, types)
 

@@ -47,7 +47,12 @@ def test_file_layout_follows_deeph(mixed, tmp_path):
     assert pos.shape == (3, 4)  # columns are atoms
     rlat = np.loadtxt(d / "rlat.dat")
     np.testing.assert_allclose(mixed.lattice @ rlat, 2 * np.pi * np.eye(3), atol=1e-12)
-    assert (d / "orbital_types.dat").read_text().splitlines() == ["0 0 1 1 2", "0 0 1 1 2", "0 0 1", "0 0 1"]
+    assert (d / "orbital_types.dat").read_text().splitlines() == [
+        "0 0 1 1 2",
+        "0 0 1 1 2",
+        "0 0 1",
+        "0 0 1",
+    ]
     with h5py.File(d / "hamiltonians.h5") as f:
         assert "[0, 0, 0, 1, 1]" in f  # 1-based atoms, comma + space
         assert f["[0, 0, 0, 3, 3]"].shape == (5, 5)  # H: s s p = 5 orbitals
@@ -101,7 +106,9 @@ def test_missing_hamiltonian(good):
         read_structure(good)
 
 
-@pytest.mark.parametrize("key", ["[0, 0, 0, 1]", "0 0 0 1 1", "[0, 0, 0.5, 1, 1]", "[0, 0, 0, 0, 1]"])
+@pytest.mark.parametrize(
+    "key", ["[0, 0, 0, 1]", "0 0 0 1 1", "[0, 0, 0.5, 1, 1]", "[0, 0, 0, 0, 1]"]
+)
 def test_malformed_key(good, key):
     _edit_h5(good / "hamiltonians.h5", lambda f: f.create_dataset(key, data=np.zeros((13, 13))))
     with pytest.raises(DeepHFormatError) as exc:
@@ -115,7 +122,9 @@ def test_wrong_block_shape(good):
         f["[0, 0, 0, 1, 1]"] = np.zeros((13, 5))
 
     _edit_h5(good / "hamiltonians.h5", fn)
-    with pytest.raises(DeepHFormatError, match=r"key '\[0, 0, 0, 1, 1\]': block of shape \(13, 5\)"):
+    with pytest.raises(
+        DeepHFormatError, match=r"key '\[0, 0, 0, 1, 1\]': block of shape \(13, 5\)"
+    ):
         read_structure(good)
 
 

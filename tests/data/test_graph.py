@@ -36,7 +36,11 @@ def test_cutoff_edges_match_brute_force(carbon):
             for a in rng:
                 for b in rng:
                     for c in rng:
-                        d = carbon.positions[j] + np.array([a, b, c]) @ carbon.lattice - carbon.positions[i]
+                        d = (
+                            carbon.positions[j]
+                            + np.array([a, b, c]) @ carbon.lattice
+                            - carbon.positions[i]
+                        )
                         if np.linalg.norm(d) < 3.7:
                             brute.add((a, b, c, i, j))
     assert found == brute

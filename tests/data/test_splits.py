@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tgkit.data.splits import PAPER_SPLITS, Split, split_by_seed, split_from_lists, split_from_manifest
+from tgkit.data.splits import (
+    PAPER_SPLITS,
+    Split,
+    split_by_seed,
+    split_from_lists,
+    split_from_manifest,
+)
 from tgkit.errors import TgkitError
 
 NAMES = [f"s{k:03d}" for k in range(20)]

@@ -28,7 +28,7 @@ def test_cache_reproduces_blocks_exactly(tree, carbon, mixed, tmp_path):
     ds = GraphDataset(path)
     assert ds.names == ["a", "b"] and len(ds) == 2
     assert ds.basis.dim == 13
-    for g, s in zip(ds, [carbon, mixed]):
+    for g, s in zip(ds, [carbon, mixed], strict=True):
         back = graph_blocks(g, ds.basis)
         assert set(back) == set(s.hamiltonians)
         for k, blk in s.hamiltonians.items():

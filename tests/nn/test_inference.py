@@ -32,3 +32,26 @@ def test_chunked_equals_forward(setup, spinful, mixed_graph, bilayer_graph):
 def test_chunked_rejects_bad_chunk(mixed_graph):
     with pytest.raises(ValueError, match="chunk_edges"):
         predict_chunked(get_model("baseline"), mixed_graph, chunk_edges=0)
+
+
+def test_predict_structure_from_keys_or_cutoff():
+    """Blocks of a structure predicted from its keys equal those from a neighbour list."""
+    from tgkit.data.deeph import Structure
+    from tgkit.errors import TgkitError
+    from tgkit.nn.inference import predict_structure
+    from tgkit.testing import DEFAULT_BASIS, random_crystal, toy_structure
+
+    model = get_model("tracegrad").eval()
+    lat, pos = random_crystal([6, 8, 1], seed=11)
+    s = toy_structure([6, 8, 1], lat, pos, cutoff=model.model_config.cutoff)
+    from_keys = predict_structure(model, s)
+    bare = Structure(s.numbers, s.lattice, s.positions, s.orbital_types, {})
+    from_cutoff = predict_structure(model, bare)  # default: the model's cutoff
+    assert set(from_keys) == set(from_cutoff) == set(s.hamiltonians)
+    for k, blk in from_keys.items():
+        assert blk.shape == s.hamiltonians[k].shape
+        assert abs(blk - from_cutoff[k]).max() <= 1e-12
+    unknown = toy_structure([6, 7], *random_crystal([6, 7], seed=1),
+                            basis={**DEFAULT_BASIS, 7: (0, 1)})
+    with pytest.raises(TgkitError, match="does not fit the model's basis"):
+        predict_structure(model, unknown)

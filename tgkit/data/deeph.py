@@ -67,7 +67,7 @@ class Structure:
     def species_basis(self) -> dict[int, tuple[int, ...]]:
         """``{Z: orbital_types}``; raises if one element carries two different bases."""
         out: dict[int, tuple[int, ...]] = {}
-        for z, ls in zip(self.numbers.tolist(), self.orbital_types):
+        for z, ls in zip(self.numbers.tolist(), self.orbital_types, strict=True):
             if out.setdefault(z, tuple(ls)) != tuple(ls):
                 raise DeepHFormatError(
                     self.name, f"element Z={z} has two orbital bases {out[z]} and {tuple(ls)}"
@@ -188,7 +188,9 @@ def _read_blocks(
                 )
             if np.iscomplexobj(arr) and not spinful:
                 raise DeepHFormatError(
-                    path, "complex block in a spinless directory (info.json isspinful false)", key=text
+                    path,
+                    "complex block in a spinless directory (info.json isspinful false)",
+                    key=text,
                 )
             if spinful and not np.iscomplexobj(arr):
                 raise DeepHFormatError(
@@ -377,7 +379,7 @@ def read_species_basis(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
     numbers = _loadtxt(d / "element.dat").astype(np.int64).reshape(-1)
     types = _read_orbital_types(d / "orbital_types.dat", numbers.size)
     out: dict[int, tuple[int, ...]] = {}
-    for z, ls in zip(numbers.tolist(), types):
+    for z, ls in zip(numbers.tolist(), types, strict=True):
         if out.setdefault(z, tuple(ls)) != tuple(ls):
             raise DeepHFormatError(
                 d / "orbital_types.dat", f"element Z={z} has two bases {out[z]} and {tuple(ls)}"

@@ -39,7 +39,11 @@ def edges_from_cutoff(
     search, so there is no Python loop over atoms.
     """
     i, j, shift = primitive_neighbor_list(
-        "ijS", pbc, np.asarray(lattice), np.asarray(positions), float(cutoff),
+        "ijS",
+        pbc,
+        np.asarray(lattice),
+        np.asarray(positions),
+        float(cutoff),
         self_interaction=True,
     )
     rows = np.concatenate([shift, i[:, None], j[:, None]], axis=1).astype(np.int64)
@@ -51,7 +55,11 @@ def _edge_codes(edges: np.ndarray, num_atoms: int, reach: int) -> np.ndarray:
     """One int64 per (Rx, Ry, Rz, i, j) row, in mixed radix, so rows can be searched."""
     w = 2 * reach + 1
     r = edges[:, :3] + reach
-    return ((r[:, 0] * w + r[:, 1]) * w + r[:, 2]) * num_atoms**2 + edges[:, 3] * num_atoms + edges[:, 4]
+    return (
+        ((r[:, 0] * w + r[:, 1]) * w + r[:, 2]) * num_atoms**2
+        + edges[:, 3] * num_atoms
+        + edges[:, 4]
+    )
 
 
 def reverse_edge_index(edges: np.ndarray) -> np.ndarray:
@@ -145,7 +153,9 @@ def structure_to_graph(
     return g
 
 
-def graph_blocks(graph: Graph, basis: OrbitalBasis, field: str = K.HAMILTONIAN) -> dict[Key, np.ndarray]:
+def graph_blocks(
+    graph: Graph, basis: OrbitalBasis, field: str = K.HAMILTONIAN
+) -> dict[Key, np.ndarray]:
     """Inverse of the embedding: ``{(Rx, Ry, Rz, i, j): (n_i, n_j) OpenMX block}`` of one graph."""
     blocks = graph[field].detach().cpu().numpy()
     spinful = blocks.shape[-1] == 2 * basis.dim
@@ -157,7 +167,7 @@ def graph_blocks(graph: Graph, basis: OrbitalBasis, field: str = K.HAMILTONIAN) 
     ei = graph[K.EDGE_INDEX].T.tolist()
     shifts = graph[K.CELL_SHIFT].tolist()
     out: dict[Key, np.ndarray] = {}
-    for n, ((i, j), r) in enumerate(zip(ei, shifts)):
+    for n, ((i, j), r) in enumerate(zip(ei, shifts, strict=True)):
         out[(r[0], r[1], r[2], i, j)] = blocks[n][np.ix_(index[numbers[i]], index[numbers[j]])]
     return out
 
@@ -178,9 +188,9 @@ def collate(graphs: Sequence[Graph]) -> Graph:
     for field in graphs[0]:
         parts = [g[field] for g in graphs]
         if field == K.EDGE_INDEX:
-            out[field] = torch.cat([p + o for p, o in zip(parts, node_off)], dim=1)
+            out[field] = torch.cat([p + o for p, o in zip(parts, node_off, strict=True)], dim=1)
         elif field == K.REVERSE_EDGE:
-            out[field] = torch.cat([p + o for p, o in zip(parts, edge_off)])
+            out[field] = torch.cat([p + o for p, o in zip(parts, edge_off, strict=True)])
         else:
             out[field] = torch.cat(parts, dim=0)
     out[K.BATCH] = torch.repeat_interleave(torch.arange(len(graphs)), n_nodes)

@@ -30,8 +30,19 @@ from tgkit.irreps import OrbitalBasis
 
 CACHE_FORMAT = "tgkit-graphs-1"
 _STORED = (
-    K.POSITIONS, K.ATOMIC_NUMBERS, K.SPECIES, K.LATTICE, K.EDGE_INDEX, K.CELL_SHIFT, K.EDGE_VEC,
-    K.REVERSE_EDGE, K.FERMI_LEVEL, K.NUM_NODES, K.NUM_EDGES, K.HAMILTONIAN, K.OVERLAP,
+    K.POSITIONS,
+    K.ATOMIC_NUMBERS,
+    K.SPECIES,
+    K.LATTICE,
+    K.EDGE_INDEX,
+    K.CELL_SHIFT,
+    K.EDGE_VEC,
+    K.REVERSE_EDGE,
+    K.FERMI_LEVEL,
+    K.NUM_NODES,
+    K.NUM_EDGES,
+    K.HAMILTONIAN,
+    K.OVERLAP,
 )
 
 
@@ -89,7 +100,9 @@ def build_cache(
                 s = read_structure(d, require_hamiltonian=cutoff is None)
                 spinful_seen.add(s.spinful)
                 if len(spinful_seen) > 1:
-                    raise DeepHFormatError(d, "mixes spinful and spinless structures in one dataset")
+                    raise DeepHFormatError(
+                        d, "mixes spinful and spinless structures in one dataset"
+                    )
                 name = str(d.relative_to(root)) if d != Path(root) else d.name
                 name = name.replace("/", "__")
                 g = structure_to_graph(s, basis, cutoff=cutoff)
@@ -123,7 +136,9 @@ class GraphDataset(Dataset):
     """
 
     def __init__(
-        self, path: str | os.PathLike, names: Sequence[str] | None = None,
+        self,
+        path: str | os.PathLike,
+        names: Sequence[str] | None = None,
         dtype: torch.dtype = torch.float64,
     ) -> None:
         self.path = Path(path)

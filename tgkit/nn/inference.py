@@ -13,9 +13,13 @@ float round-off (tested).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from tgkit import keys as K
+from tgkit.data.deeph import Key, Structure
+from tgkit.data.graph import graph_blocks, structure_to_graph, to_device
+from tgkit.errors import TgkitError
 from tgkit.nn.heads import element_mask
 from tgkit.nn.model import HamiltonianModel
 
@@ -95,3 +99,39 @@ def predict_chunked(
         h_out[c] = h * mask
         m_out[c] = mask
     return {K.H_PRED: h_out, K.H_MASK: m_out}
+
+
+def predict_structure(
+    model: HamiltonianModel,
+    structure: Structure,
+    cutoff: float | None = None,
+    device: torch.device | str | None = None,
+    chunk_edges: int | None = None,
+) -> dict[Key, np.ndarray]:
+    """Predicted blocks of one structure, ``{(Rx, Ry, Rz, i, j): block}`` in file (OpenMX)
+    order and eV: what ``tgkit predict`` writes and what the equivariance and band checks use.
+
+    Args:
+        model: evaluated as it is (pass ``model.export_inference()`` or call ``.eval()``).
+        structure: edges are its Hamiltonian keys; a structure without blocks (a rotated or
+            generated geometry) takes the pairs within ``cutoff`` (default: the model's cutoff).
+        device: where to run (default: the model's device).
+        chunk_edges: run :func:`predict_chunked` with this many edges per chunk (large cells).
+    """
+    param = next(model.parameters())
+    if cutoff is None and not structure.hamiltonians:
+        cutoff = model.model_config.cutoff
+    try:
+        g = structure_to_graph(structure, model.basis, cutoff=cutoff, dtype=param.dtype)
+    except ValueError as exc:  # an element the model was not trained on
+        raise TgkitError(f"{structure.name}: does not fit the model's basis "
+                         f"{model.basis.orbital_types} ({exc})") from None
+    g.pop(K.HAMILTONIAN, None)
+    g[K.BATCH] = torch.zeros(structure.num_atoms, dtype=torch.long)
+    g = to_device(g, param.device if device is None else device)
+    with torch.no_grad():  # never inference_mode: the Grad operator needs autograd inside
+        if chunk_edges is None:
+            h = model(g)[K.H_PRED]
+        else:
+            h = predict_chunked(model, g, chunk_edges)[K.H_PRED]
+    return graph_blocks({**g, K.HAMILTONIAN: h}, model.basis)

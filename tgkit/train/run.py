@@ -34,7 +34,6 @@ import torch
 from tgkit import keys as K
 from tgkit.config import Config, config_to_dict, save_config
 from tgkit.data.deeph import find_structures, read_structure, write_structure
-from tgkit.data.graph import graph_blocks, to_device
 from tgkit.data.splits import (
     PAPER_SPLITS,
     Split,
@@ -45,6 +44,7 @@ from tgkit.data.splits import (
 from tgkit.data.store import GraphDataset, build_cache
 from tgkit.errors import ConfigError, TgkitError
 from tgkit.irreps import OrbitalBasis
+from tgkit.nn.inference import predict_structure
 from tgkit.train import hooks as H
 from tgkit.train.checkpoint import load_checkpoint, seed_everything
 from tgkit.train.distributed import (
@@ -324,33 +324,12 @@ def predict(model_path: str | Path, data: str | Path, out: str | Path, device: s
     _, dev = init_distributed(device)
     model, _ = _load_for_eval(Path(model_path), dev)
     model = model.export_inference() if hasattr(model, "export_inference") else model.eval()
-    dtype = next(model.parameters()).dtype
     root, out = Path(data), Path(out)
-    dirs = find_structures(root)
     written = []
-    with tempfile.TemporaryDirectory(prefix="tgkit-predict-") as tmp:
-        try:
-            cache = build_cache(root, Path(tmp) / "graphs.h5", basis=model.basis, cutoff=cutoff,
-                                progress=False)
-        except (KeyError, ValueError) as exc:
-            raise TgkitError(f"{root}: structures do not fit the model's basis "
-                             f"{model.basis.orbital_types} ({exc})") from None
-        ds = GraphDataset(cache, dtype=dtype)
-        by_name = {(str(d.relative_to(root)) if d != root else d.name).replace("/", "__"): d
-                   for d in dirs}
-        with torch.no_grad():
-            for k, name in enumerate(ds.names):
-                graph = ds[k]
-                g = to_device({**graph, K.BATCH: torch.zeros(int(graph[K.NUM_NODES][0]),
-                                                             dtype=torch.long)}, dev)
-                g.pop(K.HAMILTONIAN, None)
-                pred = model(g)[K.H_PRED]
-                blocks = graph_blocks({**graph, K.HAMILTONIAN: pred}, model.basis)
-                src = by_name[name]
-                s = read_structure(src, require_hamiltonian=False)
-                s.hamiltonians = blocks
-                rel = src.relative_to(root) if src != root else Path(src.name)
-                dest = out / rel
-                write_structure(s, dest, hamiltonian_file="hamiltonians_pred.h5")
-                written.append(dest / "hamiltonians_pred.h5")
+    for src in find_structures(root):
+        s = read_structure(src, require_hamiltonian=False)
+        s.hamiltonians = predict_structure(model, s, cutoff=cutoff, device=dev)
+        dest = out / (src.relative_to(root) if src != root else Path(src.name))
+        write_structure(s, dest, hamiltonian_file="hamiltonians_pred.h5")
+        written.append(dest / "hamiltonians_pred.h5")
     return written

@@ -7,20 +7,19 @@ notebooks stay thin and the data choice is tested with the package.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from ase import Atoms
 
-from tgkit import keys as K
 from tgkit.config import Config, DataConfig, ModelConfig, TraceGradConfig, TrainConfig
 from tgkit.data.deeph import Key, Structure, find_structures, read_structure
-from tgkit.data.graph import graph_blocks, structure_to_graph
 from tgkit.data.structures import bilayer_graphene, commensurate_angle, twisted_bilayer_graphene
 from tgkit.errors import TgkitError
+from tgkit.nn.inference import predict_structure
 
 
 def twisted_bilayers(tiny: bool = True, ms: tuple[int, ...] | None = None) -> dict[float, Atoms]:
@@ -105,20 +104,7 @@ def predictor(model, cutoff: float | None = None) -> Callable[[Structure], dict[
     Edges come from the structure's keys, or from ``cutoff`` (A) when it has no blocks
     (rotated copies in :func:`tgkit.physics.check_equivariance` arrive without blocks).
     """
-    dtype = next(model.parameters()).dtype
-
-    def predict(structure: Structure) -> dict[Key, np.ndarray]:
-        cut = cutoff if not structure.hamiltonians else None
-        if cut is None and not structure.hamiltonians:
-            cut = model.model_config.cutoff if hasattr(model, "model_config") else 7.2
-        g = structure_to_graph(structure, model.basis, cutoff=cut, dtype=dtype)
-        g[K.BATCH] = torch.zeros(structure.num_atoms, dtype=torch.long)
-        g.pop(K.HAMILTONIAN, None)
-        with torch.no_grad():
-            h = model(g)[K.H_PRED]
-        return graph_blocks({**g, K.HAMILTONIAN: h}, model.basis)
-
-    return predict
+    return functools.partial(predict_structure, model, cutoff=cutoff)
 
 
 def predict_all(model, structures: Sequence[Structure]) -> dict[str, dict[Key, np.ndarray]]:
