@@ -14,7 +14,10 @@ that machine load hits both alike:
   ``--model``; the cost does not depend on their values). The first call on each size is
   reported apart (it pays one-time costs); ``tgkit_s`` is the median of the other repeats.
 
-Both use ``--threads`` threads (OMP_NUM_THREADS is set before numpy/torch/pyscf load).
+PySCF uses ``--threads`` OpenMP threads (2, the core count); tgkit ``--tgkit-threads`` torch
+threads (1: on these few-hundred-edge graphs a second thread only adds synchronisation, and on
+the loaded test machine made a prediction up to 10x slower). Wall and CPU seconds are both
+recorded; CPU seconds (all threads) are less sensitive to other jobs on a shared machine.
 
 Usage (repository root)::
 
@@ -40,7 +43,10 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[2, 3, 4],
                    help="graphene n x n supercells (2 n^2 atoms)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="PySCF (OpenMP) threads")
+    p.add_argument("--tgkit-threads", type=int, default=1,
+                   help="torch threads for tgkit: graphs of a few hundred edges are too small for "
+                        "intra-op threads; with 2 on a loaded machine one call cost ~10x more")
     p.add_argument("--repeats", type=int, default=4, help="tgkit timings per size")
     p.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
     p.add_argument("--model", help="a trained model.pt instead of random weights")
@@ -48,9 +54,12 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def pyscf_scf(atoms) -> dict:
+def pyscf_scf(atoms, threads: int) -> dict:
+    from pyscf import lib
     from pyscf.pbc import dft, gto
     from pyscf.scf.addons import smearing_
+
+    lib.num_threads(threads)  # torch and PySCF may share one OpenMP runtime: set it each time
 
     t0, c0 = time.perf_counter(), time.process_time()
     cell = gto.Cell()
@@ -73,7 +82,7 @@ def pyscf_scf(atoms) -> dict:
     mf.conv_check = False
     mf.kernel()
     return {"pyscf_s": time.perf_counter() - t0, "pyscf_cpu_s": time.process_time() - c0,
-            "converged": bool(mf.converged),
+            "threads": lib.num_threads(), "converged": bool(mf.converged),
             "scf_cycles": int(mf.cycles), "nao": int(cell.nao_nr()), "energy_Ha": float(mf.e_tot)}
 
 
@@ -84,6 +93,7 @@ def tgkit_predict(atoms, args, model, basis) -> dict:
     from tgkit.data.deeph import Structure
     from tgkit.data.graph import structure_to_graph
 
+    torch.set_num_threads(args.tgkit_threads)
     times, cpu = [], []
     for _ in range(args.repeats):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -106,7 +116,7 @@ def main() -> None:
         os.environ[var] = str(args.threads)
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.tgkit_threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import pyscf
     from machine import machine_info
@@ -129,7 +139,7 @@ def main() -> None:
         atoms = graphene((n, n))
         rec = {"n": n, "atoms": len(atoms), "load_avg_1min": os.getloadavg()[0]}
         rec.update(tgkit_predict(atoms, args, model, model.basis))  # also warms torch up
-        rec.update(pyscf_scf(atoms))
+        rec.update(pyscf_scf(atoms, args.threads))
         rec["speedup"] = rec["pyscf_s"] / rec["tgkit_s"]
         rec["speedup_first_call"] = rec["pyscf_s"] / rec["tgkit_first_s"]
         # CPU seconds (all threads) are less sensitive to other jobs on a shared machine
@@ -147,7 +157,8 @@ def main() -> None:
                        "speedup_ratio": b["speedup"] / a["speedup"],
                        "speedup_cpu_ratio": b["speedup_cpu"] / a["speedup_cpu"]})
     doc = {"command": " ".join(["bench/bench_dft_speedup.py", *sys.argv[1:]]), "machine": info,
-           "pyscf": pyscf.__version__, "threads": args.threads,
+           "pyscf": pyscf.__version__, "pyscf_threads": args.threads,
+           "tgkit_threads": args.tgkit_threads,
            "pyscf_settings": "Gamma point RKS PBE, gth-dzvp, gth-pbe, multigrid, ke_cutoff 60 Ha, "
                              "Fermi 300 K, conv_tol 1e-8",
            "tgkit_settings": f"model {args.model or args.config}, float32, no_grad, graph 7.0 A",
