@@ -86,10 +86,14 @@ def mixed_graph() -> dict:
     return structure_to_graph(s, BASIS)
 
 
+def _carbon():
+    lat, pos = random_crystal([6, 6, 6], seed=3)
+    return toy_structure([6, 6, 6], lat, pos, cutoff=3.5)
+
+
 @pytest.fixture(scope="session")
 def carbon_graph() -> dict:
-    lat, pos = random_crystal([6, 6, 6], seed=3)
-    return structure_to_graph(toy_structure([6, 6, 6], lat, pos, cutoff=3.5), BASIS)
+    return structure_to_graph(_carbon(), BASIS)
 
 
 @pytest.fixture(scope="session")
@@ -102,34 +106,9 @@ def bilayer_graph() -> dict:
     return structure_to_graph(s, BASIS)
 
 
-def spinful_graph(graph: dict, lam: float = 0.2) -> dict:
-    """Spin-major SOC targets: kron(I2, H) plus on-site lam L.S on every p shell.
+@pytest.fixture(scope="session")
+def carbon_soc_graph() -> dict:
+    """Spin-major SOC targets: I2 (x) H plus on-site lambda L.S on the p and d shells."""
+    from tgkit.data.soc import to_spinful
 
-    L.S = sum_k L_k (x) sigma_k / 2 is a rotation scalar, so the data stay SU(2)-covariant.
-    In the real p basis (y, z, x) of e3nn, (L_k)_ab = -i eps_kab in cartesian labels.
-    """
-    b = BASIS.dim
-    h = graph[K.HAMILTONIAN]
-    eps = torch.zeros(3, 3, 3, dtype=torch.float64)
-    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
-        eps[i, j, k], eps[i, k, j] = 1.0, -1.0
-    perm = [1, 2, 0]  # e3nn p row -> cartesian axis
-    lmat = -1j * eps[:, perm][:, :, perm].to(torch.complex128)  # (k, a, b)
-    sig = torch.tensor([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]],
-                       dtype=torch.complex128)
-    ls = torch.zeros(2 * b, 2 * b, dtype=torch.complex128)
-    for s in BASIS.shells:
-        if s.l == 1:
-            o = BASIS.shell_offset[s]
-            emb = torch.zeros(3, b, b, dtype=torch.complex128)
-            emb[:, o:o + 3, o:o + 3] = lmat
-            ls += 0.5 * sum(torch.kron(sig[k], emb[k]) for k in range(3))
-    onsite = (graph[K.EDGE_VEC].norm(dim=-1) < 1e-8).to(torch.complex128)
-    om = BASIS.orbital_mask()[graph[K.SPECIES][graph[K.EDGE_INDEX][0]]]  # (E, B)
-    m = torch.cat([om, om], -1).to(torch.complex128)  # spin-major (E, 2B)
-    zero = torch.zeros_like(h)
-    out = torch.cat([torch.cat([h, zero], -1), torch.cat([zero, h], -1)], -2).to(torch.complex128)
-    out = out + lam * onsite[:, None, None] * ls * m[:, :, None] * m[:, None, :]
-    g = dict(graph)
-    g[K.HAMILTONIAN] = out
-    return g
+    return structure_to_graph(to_spinful(_carbon(), {6: {1: 0.2, 2: 0.1}}), BASIS)

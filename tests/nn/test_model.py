@@ -14,7 +14,7 @@ from tgkit.data.graph import collate
 from tgkit.irreps import basis_rotation
 from tgkit.nn import load_model, save_model, trace_labels
 
-from .conftest import SETUPS, TOL, get_model, rotate_graph, rotations, spinful_graph
+from .conftest import SETUPS, TOL, get_model, rotate_graph, rotations
 
 
 def _assert_equivariant(model, graph, spinful):
@@ -148,8 +148,8 @@ def _loss(out, graph):
 
 @pytest.mark.parametrize("spinful", [False, True], ids=["spinless", "soc"])
 @pytest.mark.parametrize("setup", SETUPS)
-def test_trains_with_falling_loss(setup, spinful, carbon_graph):
-    graph = spinful_graph(carbon_graph) if spinful else carbon_graph
+def test_trains_with_falling_loss(setup, spinful, carbon_graph, carbon_soc_graph):
+    graph = carbon_soc_graph if spinful else carbon_graph
     model = copy.deepcopy(get_model(setup, spinful)).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
@@ -165,8 +165,8 @@ def test_trains_with_falling_loss(setup, spinful, carbon_graph):
         assert w.grad is not None and w.grad.abs().sum() > 0
 
 
-def test_trace_labels_of_soc_targets_are_su2_invariant(carbon_graph, basis):
-    g = spinful_graph(carbon_graph)
+def test_trace_labels_of_soc_targets_are_su2_invariant(carbon_soc_graph, basis):
+    g = carbon_soc_graph
     t = trace_labels(g[K.HAMILTONIAN], basis)
     for rot in rotations():
         d = basis_rotation(basis, rot, spinful=True)

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import scipy.linalg as sla
 
 from tgkit.data.deeph import Structure
+from tgkit.data.soc import to_spinful
 from tgkit.errors import TgkitError
-from tgkit.irreps import e3nn_to_openmx_block, su2_matrix, wigner_D
+from tgkit.irreps import su2_matrix
 from tgkit.physics.equivariance import (
     BlockType,
     atom_rotations,
@@ -40,46 +40,13 @@ def crystal() -> Structure:
 # ------------------------------------------------------------------ spin-orbit toy (SU(2))
 
 
-def angular_momentum(l: int) -> list[np.ndarray]:
-    """(L_x, L_y, L_z) in e3nn order from D(R) = exp(-i theta n.L) (matrix log, exact)."""
-    theta = 0.3
-    out = []
-    for axis in range(3):
-        rot = sla.expm(theta * np.cross(np.eye(3)[axis], np.eye(3)).T)  # about +axis
-        d = wigner_D(l, rot).numpy()
-        out.append(1j * sla.logm(d) / theta)
-    return out
+# on-site lambda L.S per element and shell degree (p and d), eV
+SOC = {6: {1: 0.2, 2: 0.3}, 8: {1: 0.25, 2: 0.1}, 1: {1: 0.2}}
 
 
-def spin_operators() -> list[np.ndarray]:
-    theta = 0.3
-    out = []
-    for axis in range(3):
-        rot = sla.expm(theta * np.cross(np.eye(3)[axis], np.eye(3)).T)
-        out.append(1j * sla.logm(su2_matrix(rot).numpy()) / theta)
-    return out
-
-
-def spinify(structure: Structure, soc: float = 0.2) -> Structure:
-    """Spinful copy: H (x) I2 per block (spin-major) plus on-site soc * L.S on p and d shells."""
-    s_ops = spin_operators()
-    ham = {k: np.kron(np.eye(2), b).astype(np.complex128)
-           for k, b in structure.hamiltonians.items()}
-    for a, types in enumerate(structure.orbital_types):
-        n = structure.num_orbitals(a)
-        ls = np.zeros((2 * n, 2 * n), dtype=np.complex128)
-        off = 0
-        for shell, l in enumerate(types):
-            if l > 0:
-                lmat = [e3nn_to_openmx_block(m, [l], [l]) for m in angular_momentum(l)]
-                sl = slice(off, off + 2 * l + 1)
-                for la, sa in zip(lmat, s_ops, strict=True):
-                    full = np.zeros((n, n), dtype=np.complex128)
-                    full[sl, sl] = la
-                    ls += soc * (1 + 0.5 * shell) * np.kron(sa, full)
-            off += 2 * l + 1
-        ham[(0, 0, 0, a, a)] = ham[(0, 0, 0, a, a)] + 0.5 * (ls + ls.conj().T)
-    return replace(structure, hamiltonians=ham, spinful=True)
+def spinify(structure: Structure) -> Structure:
+    """Spinful copy: I2 (x) H plus on-site lambda L.S (the library's SOC variant)."""
+    return to_spinful(structure, SOC)
 
 
 def spinful_predictor(structure: Structure) -> dict:
@@ -185,13 +152,3 @@ def test_spinful_rotation_uses_kron_u_d(crystal):
 def test_bad_rotation_raises(crystal):
     with pytest.raises(TgkitError, match="orthogonal"):
         rotate(crystal, 2 * np.eye(3))
-
-
-def test_angular_momentum_commutators():
-    """[L_x, L_y] = i L_z: the generators used by the SOC toy are a proper representation."""
-    for l in (1, 2):
-        lx, ly, lz = angular_momentum(l)
-        assert np.allclose(lx @ ly - ly @ lx, 1j * lz, atol=1e-10)
-        assert np.allclose(sum(m @ m for m in (lx, ly, lz)), l * (l + 1) * np.eye(2 * l + 1))
-    sx, sy, sz = spin_operators()
-    assert np.allclose(sx @ sy - sy @ sx, 1j * sz, atol=1e-10)
