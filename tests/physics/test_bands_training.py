@@ -24,6 +24,7 @@ def one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
 
 
 def test_band_error_falls_while_training(one_thread):
