@@ -129,7 +129,7 @@ def main() -> None:
             setup: {m: 100 * (1 - table[setup][subset][m]["mean"] / rows[m]["mean"])
                     for m in rows} for setup in setups if setup != "baseline"}
     band_summary = {
-        s: {key + "_avg": float(np.mean([r[key] for v in d.values() for r in v]))
+        s: {key + "_mean": float(np.mean([r[key] for v in d.values() for r in v]))
             for key in ("max_meV", "mean_meV")}
         for s, d in bands.items()}
     doc = {
