@@ -77,7 +77,7 @@ def _ablate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from tgkit.train.run import predict
 
-    files = predict(args.model, args.data, args.out, args.device, args.cutoff)
+    files = predict(args.model, args.data, args.out, args.device, args.cutoff, args.chunk_edges)
     print(f"wrote {len(files)} hamiltonians_pred.h5 file(s) under {args.out}")
     return 0
 
@@ -150,6 +150,9 @@ def add_train_commands(sub) -> None:
     p.add_argument("data", type=Path, help="a DeepH structure directory or tree")
     p.add_argument("--out", type=Path, required=True, help="output root")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--chunk-edges", type=int, default=None,
+                   help="run the model over this many edges at a time (bounds memory for "
+                   "large cells, e.g. 32768 for 10k-atom bilayers); default: all at once")
     p.add_argument("--cutoff", type=float, default=None,
                    help="edges within this radius (Angstrom) instead of the hamiltonians.h5 "
                    "keys, for structures without DFT Hamiltonians")

@@ -74,7 +74,7 @@ class Structure:
                 )
         return out
 
-    def edge_vectors(self, keys: list[Key] | None = None) -> np.ndarray:
+    def edge_vectors(self, keys: list[Key] | np.ndarray | None = None) -> np.ndarray:
         """(E, 3) tau_j + R.L - tau_i for the given keys (default: all H keys, sorted)."""
         keys = sorted(self.hamiltonians) if keys is None else keys
         k = np.asarray(keys, dtype=np.int64).reshape(-1, 5)

@@ -125,7 +125,7 @@ def structure_to_graph(
     else:
         edges = edges_from_cutoff(structure.positions, structure.lattice, cutoff)
     species = np.asarray([basis.species_index(z) for z in structure.numbers.tolist()])
-    vec = structure.edge_vectors(edges.tolist())
+    vec = structure.edge_vectors(edges)
     g: Graph = {
         K.POSITIONS: torch.as_tensor(structure.positions, dtype=dtype),
         K.ATOMIC_NUMBERS: torch.as_tensor(structure.numbers, dtype=torch.int64),

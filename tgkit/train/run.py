@@ -309,7 +309,7 @@ def evaluate_run(model_path: str | Path, data: str | Path | None = None, device:
 
 
 def predict(model_path: str | Path, data: str | Path, out: str | Path, device: str = "auto",
-            cutoff: float | None = None) -> list[Path]:
+            cutoff: float | None = None, chunk_edges: int | None = None) -> list[Path]:
     """``tgkit predict``: write ``hamiltonians_pred.h5`` (DeepH format, OpenMX order, eV) for
     every structure under ``data`` into ``out/<structure>/`` (the other DeepH files are copied
     so that ``out`` is a complete DeepH tree; ``out == data`` only adds the prediction files).
@@ -320,6 +320,7 @@ def predict(model_path: str | Path, data: str | Path, out: str | Path, device: s
         out: output root.
         cutoff: edges within this radius (Angstrom) instead of the hamiltonians.h5 keys, for
             structures without DFT Hamiltonians.
+        chunk_edges: evaluate this many edges at a time (``predict_chunked``, large cells).
     """
     _, dev = init_distributed(device)
     model, _ = _load_for_eval(Path(model_path), dev)
@@ -328,7 +329,8 @@ def predict(model_path: str | Path, data: str | Path, out: str | Path, device: s
     written = []
     for src in find_structures(root):
         s = read_structure(src, require_hamiltonian=False)
-        s.hamiltonians = predict_structure(model, s, cutoff=cutoff, device=dev)
+        s.hamiltonians = predict_structure(model, s, cutoff=cutoff, device=dev,
+                                           chunk_edges=chunk_edges)
         dest = out / (src.relative_to(root) if src != root else Path(src.name))
         write_structure(s, dest, hamiltonian_file="hamiltonians_pred.h5")
         written.append(dest / "hamiltonians_pred.h5")
