@@ -420,15 +420,6 @@ class PySCFBackend(Backend):
         for key in ovl:
             ham.setdefault(key, np.zeros_like(ovl[key]))
         fermi = fermi_level(eb[on_scf] / HARTREE_EV, cell.nelectron, sigma) * HARTREE_EV
-        structure = Structure(
-            numbers=np.asarray(atoms.numbers, dtype=np.int64),
-            lattice=lat,
-            positions=pos,
-            orbital_types=types,
-            hamiltonians=ham,
-            overlaps=ovl,
-            fermi_level=fermi,
-        )
         meta = {
             "kmesh": list(mesh),
             "kmesh_kind": "gamma-centred",
@@ -442,11 +433,8 @@ class PySCFBackend(Backend):
             "scf_residual_ev": float(np.abs(mo - eb[on_scf]).max()),
             "overlap_radius": radius,
             "basis": {sym: s.basis_for(sym) for sym in sorted(set(symbols))},
-            "basis_sets": {
-                sym: cp2k_basis_text(sym, cell._basis[sym]) for sym in sorted(set(symbols))
-            },
         }
-        return DFTResult(structure, refs, meta)
+        return _result(atoms, lat, pos, types, ham, ovl, fermi, refs, meta, cell._basis)
 
     # ------------------------------------------------------------------ molecule
 
@@ -486,15 +474,6 @@ class PySCFBackend(Backend):
         lat = _molecule_box(atoms, pos, s.molecule_vacuum)
         refs = [ReferenceBands(np.zeros((1, 3)), mo[None, :], "mesh")]
         eig = scipy.linalg.eigh(fock, ovlp, eigvals_only=True)
-        structure = Structure(
-            numbers=np.asarray(atoms.numbers, dtype=np.int64),
-            lattice=lat,
-            positions=pos,
-            orbital_types=types,
-            hamiltonians=ham,
-            overlaps=ovl,
-            fermi_level=fermi,
-        )
         meta = {
             "molecule": True,
             "kmesh": [1, 1, 1],
@@ -504,11 +483,24 @@ class PySCFBackend(Backend):
             "fermi_level_kind": "mid-gap (HOMO + LUMO) / 2",
             "scf_residual_ev": float(np.abs(eig[: len(mo)] - mo).max()),
             "basis": {sym: s.basis_for(sym, True) for sym in sorted(set(symbols))},
-            "basis_sets": {
-                sym: cp2k_basis_text(sym, mol._basis[sym]) for sym in sorted(set(symbols))
-            },
         }
-        return DFTResult(structure, refs, meta)
+        return _result(atoms, lat, pos, types, ham, ovl, fermi, refs, meta, mol._basis)
+
+
+def _result(atoms, lat, pos, types, ham, ovl, fermi, refs, meta: dict, basis: dict) -> DFTResult:
+    """The DFT result of either path; the basis goes along as CP2K-format text, so that
+    ``tgkit data check`` can recompute overlaps independently."""
+    structure = Structure(
+        numbers=np.asarray(atoms.numbers, dtype=np.int64),
+        lattice=lat,
+        positions=pos,
+        orbital_types=types,
+        hamiltonians=ham,
+        overlaps=ovl,
+        fermi_level=fermi,
+    )
+    meta["basis_sets"] = {sym: cp2k_basis_text(sym, basis[sym]) for sym in sorted(basis)}
+    return DFTResult(structure, refs, meta)
 
 
 def _find_kpoint(kpts: np.ndarray, k: np.ndarray) -> int:
