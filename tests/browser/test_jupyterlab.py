@@ -4,8 +4,10 @@ Kernel-only runners (nbmake) cannot see front-end failures: nglview's version ha
 passed nbmake while showing "Error displaying widget" in the browser. This test starts
 JupyterLab on 127.0.0.1 with a random token on a *copy* of ``notebooks/`` (autosave must not
 write outputs into the repository), runs all cells through ``window.jupyterapp`` and fails on
-widget errors, kernel errors, javascript errors or a blank 3D canvas. Screenshots go to
-``test-artifacts/browser/``.
+widget errors, kernel errors, javascript errors or a blank 3D canvas. Then it uses each
+dashboard like a user (clicks Start, picks dropdown entries, toggles buttons and checkboxes,
+moves sliders with the keyboard, clicks a heatmap cell) and checks that the front end changed.
+Screenshots go to ``test-artifacts/browser/<notebook>/`` (``interact-NN-*.png`` after each step).
 
 Never lets Playwright download a browser: it drives ``/usr/bin/chromium``
 (``apt-get install -y chromium``) and is skipped when that is absent.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -195,5 +199,217 @@ def test_notebook_in_jupyterlab(lab, browser, name):
         png = c.screenshot(path=str(out / f"canvas-{k:02d}.png"))
         if _canvas_is_blank(png):
             problems.append(f"3D canvas {k} is empty ({out / f'canvas-{k:02d}.png'})")
+    # use the controls as a user would: each notebook has a driver that clicks, selects or
+    # moves a real control and checks that the front end changed
+    driver = INTERACTIONS.get(name)
+    if driver is not None and not problems:
+        try:
+            driver(page, _Shots(page, out))
+        except (AssertionError, TimeoutError) as exc:
+            page.screenshot(path=str(out / "interaction-failed.png"))
+            problems.append(f"using the controls: {exc}")
+        text = page.locator(".jp-Notebook").inner_text()
+        if "Error displaying widget" in text:
+            problems.append("an output shows 'Error displaying widget' after using the controls")
     page.close()
     assert not problems, f"{name} in JupyterLab:\n" + "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- interactions
+TITLES_JS = "d.layout.title && (d.layout.title.text || d.layout.title)"
+INTERACT_TIMEOUT_S = float(os.environ.get("TGKIT_BROWSER_INTERACT_TIMEOUT", "90"))
+
+
+class _Shots:
+    """Numbered screenshots of the page after each interaction."""
+
+    def __init__(self, page, out: Path) -> None:
+        self.page, self.out, self.k = page, out, 0
+
+    def __call__(self, what: str) -> None:
+        self.k += 1
+        self.page.wait_for_timeout(500)
+        self.page.screenshot(path=str(self.out / f"interact-{self.k:02d}-{what}.png"))
+
+
+def _control(page, kind: str, label: str):
+    """The ipywidgets control (CSS class ``kind``) whose description label is ``label``."""
+    loc = page.locator(f".jp-OutputArea-output {kind}:has(> .widget-label:text-is('{label}'))")
+    assert loc.count() >= 1, f"no {kind} control labelled {label!r} on the page"
+    loc = loc.first
+    loc.scroll_into_view_if_needed()
+    return loc
+
+
+def _html_text(page, contains: str) -> str:
+    """Text of the first HTML widget whose text contains ``contains`` ('' if none)."""
+    loc = page.locator(".jp-OutputArea-output .widget-html", has_text=contains)
+    return loc.first.inner_text() if loc.count() else ""
+
+
+def _plots(page, expr: str) -> list:
+    """``expr`` (JS, of a plotly graph div ``d``) for every plotly figure in the outputs."""
+    return page.evaluate(
+        "(e) => Array.from(document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot'))"
+        ".map(d => { try { return (new Function('d', 'return ' + e))(d); }"
+        " catch (err) { return null; } })", expr)
+
+
+def _wait_until(page, fn, what: str, timeout_s: float = INTERACT_TIMEOUT_S):
+    """Poll ``fn()`` until truthy (the kernel answers a widget change asynchronously)."""
+    deadline = time.time() + timeout_s
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"{what} (waited {timeout_s:.0f} s)")
+        page.wait_for_timeout(300)
+
+
+def _nudge_slider(page, label: str, key: str) -> None:
+    """Move a slider one step with the keyboard on its focused handle."""
+    handle = _control(page, ".widget-slider", label).locator(".noUi-handle").first
+    handle.focus()
+    page.keyboard.press(key)
+
+
+def _interact_train(page, shot) -> None:
+    status = page.locator(".jp-OutputArea-output .widget-html", has_text="val MAE_all").first
+    before = status.inner_text()
+    _control(page, ".widget-toggle-buttons", "setup").locator(
+        "button", has_text=re.compile(r"^\s*baseline\s*$")).click()
+    # a different number of steps makes the new run's curve distinguishable from the first
+    _nudge_slider(page, "steps", "ArrowRight")
+    steps = _wait_until(page, lambda: _control(page, ".widget-slider", "steps").locator(
+        ".widget-readout").inner_text().strip() == "4" and 4, "steps slider did not move to 4")
+    shot("setup-steps")
+    page.locator(".jp-OutputArea-output button.widget-button", has_text="Start").first.click()
+    _wait_until(page, lambda: (t := status.inner_text()) != before and "val MAE_all" in t
+                and "training" not in t, f"status did not report a finished run (was {before!r})")
+    n = _plots(page, "d.data[0].y ? d.data[0].y.length : 0")
+    assert steps in n, f"loss curve should show {steps} points after Start, has {n}"
+    shot("after-start")
+
+
+def _interact_blocks(page, shot) -> None:
+    titles = partial(_plots, page, TITLES_JS)
+    assert any(str(t).startswith("baseline:") for t in titles()), titles()
+    _control(page, ".widget-dropdown", "setup").locator("select").select_option("tracegrad")
+    _wait_until(page, lambda: sum(str(t).startswith("tracegrad:") for t in titles()) >= 2,
+                f"left heatmap title did not follow the setup selector: {titles()}")
+    shot("setup-tracegrad")
+    _control(page, ".widget-dropdown", "edges").locator("select").select_option("onsite")
+    page.wait_for_timeout(1000)
+    shot("edges-onsite")
+    before = _html_text(page, "worst samples")
+    heat = page.locator(".jp-OutputArea-output .js-plotly-plot").first
+    heat.scroll_into_view_if_needed()
+    drag = heat.locator(".nsewdrag").first
+    box = drag.bounding_box()
+    for fx, fy in ((0.85, 0.15), (0.15, 0.85), (0.5, 0.5)):  # a cell other than (0, 0)
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        try:
+            _wait_until(page, lambda: (t := _html_text(page, "worst samples")) and t != before,
+                        "clicking a heatmap cell did not list its worst samples", 15)
+            break
+        except AssertionError:
+            continue
+    else:
+        raise AssertionError(f"clicking heatmap cells did not change the worst samples "
+                             f"(still {before!r})")
+    assert "tracegrad" in _html_text(page, "worst samples")
+    shot("cell-click")
+
+
+def _interact_trace(page, shot) -> None:
+    types = partial(_plots, page, "d._fullLayout && [d._fullLayout.xaxis.type,"
+                    " d._fullLayout.yaxis.type].join('/')")
+    before = types()
+    assert any("log" in str(t) for t in before), before
+    page.locator(".jp-OutputArea-output .widget-checkbox", has_text="log scale").locator(
+        "input").first.click()
+    _wait_until(page, lambda: not any("log" in str(t) for t in types()),
+                f"log-scale checkbox did not switch the axes to linear: {types()}")
+    shot("linear")
+    sel = _control(page, ".widget-select-multiple", "block types").locator("select")
+    first = sel.locator("option").first.get_attribute("value")
+    n_before = _plots(page, "d.data.length")
+    sel.select_option(index=0)
+    _wait_until(page, lambda: _plots(page, "d.data.length") != n_before,
+                f"selecting block type {first} did not redraw ({n_before} traces)")
+    shot("one-block-type")
+
+
+def _interact_structures(page, shot) -> None:
+    info = partial(_html_text, page, "atoms, twist")
+    before = info()
+    assert before, "no twist info text"
+    _nudge_slider(page, "twist", "ArrowLeft")  # the notebook left it at the last angle
+    _wait_until(page, lambda: info() != before, f"twist slider did not update {before!r}")
+    page.wait_for_timeout(3000)  # the new 3D view renders
+    shot("twist")
+    _nudge_slider(page, "twist", "ArrowRight")
+    _wait_until(page, lambda: info() == before, "twist slider did not come back")
+    page.wait_for_timeout(3000)
+    shot("twist-back")
+    c = page.locator(".jp-OutputArea-output canvas").first
+    c.scroll_into_view_if_needed()
+    png = c.screenshot()
+    assert not _canvas_is_blank(png), "3D view is empty after moving the twist slider"
+
+
+def _max_error(text: str) -> float:
+    m = re.search(r"=\s*([0-9.]+e[+-]?[0-9]+)\s*eV", text)
+    assert m, f"no max error in {text!r}"
+    return float(m.group(1))
+
+
+def _interact_equivariance(page, shot) -> None:
+    summary = partial(_html_text, page, "max |H(Rx)")
+    heat = partial(_plots, page, TITLES_JS)
+    before, heat_before = summary(), heat()
+    assert before.startswith("model") and _max_error(before) < 1e-6, before
+    _nudge_slider(page, "beta", "ArrowRight")
+    _wait_until(page, lambda: _control(page, ".widget-slider", "beta").locator(
+        ".widget-readout").inner_text().strip() not in ("100.00", "100.0", "100"),
+        "beta slider did not move")
+    _wait_until(page, lambda: summary() != before or heat() != heat_before,
+                f"moving beta did not update the errors ({before!r})")
+    assert _max_error(summary()) < 1e-6, summary()
+    shot("beta")
+    _control(page, ".widget-toggle-buttons", "model").locator(
+        "button", has_text="non-equivariant").click()
+    _wait_until(page, lambda: summary().startswith("non-equivariant"),
+                "the model toggle did not switch to the variant")
+    bad = _max_error(summary())
+    assert bad > 1e-6, f"non-equivariant variant shows a small error {bad}"
+    shot("variant")
+    _control(page, ".widget-toggle-buttons", "model").locator(
+        "button", has_text=re.compile(r"^\s*model\s*$")).click()
+    _wait_until(page, lambda: summary().startswith("model"), "toggle did not switch back")
+    shot("model")
+
+
+def _interact_bands(page, shot) -> None:
+    summary = partial(_html_text, page, "values within E_F")
+    before = summary()
+    assert "4 eV" in before, before
+    _nudge_slider(page, "window", "ArrowRight")
+    _wait_until(page, lambda: "4.5 eV" in summary(), f"window slider: {summary()!r}")
+    shot("window")
+    after_window = summary()
+    _control(page, ".widget-dropdown", "prediction").locator("select").select_option("tracegrad")
+    _wait_until(page, lambda: summary() != after_window,
+                f"prediction selector did not change the summary {after_window!r}")
+    shot("prediction-tracegrad")
+
+
+INTERACTIONS = {
+    "01_train": _interact_train,
+    "02_block_errors": _interact_blocks,
+    "03_trace_labels": _interact_trace,
+    "04_structures": _interact_structures,
+    "05_equivariance": _interact_equivariance,
+    "06_bands": _interact_bands,
+}
