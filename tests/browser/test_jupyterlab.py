@@ -275,7 +275,10 @@ def _nudge_slider(page, label: str, key: str) -> None:
 
 
 def _interact_train(page, shot) -> None:
-    status = page.locator(".jp-OutputArea-output .widget-html", has_text="val MAE_all").first
+    # a handle on the node itself: a text-filtered locator stops matching while the new run
+    # shows "training ..." (and a busy machine can take longer than a locator's timeout)
+    status = page.locator(".jp-OutputArea-output .widget-html",
+                          has_text="val MAE_all").first.element_handle()
     before = status.inner_text()
     _control(page, ".widget-toggle-buttons", "setup").locator(
         "button", has_text=re.compile(r"^\s*baseline\s*$")).click()
