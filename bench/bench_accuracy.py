@@ -11,6 +11,10 @@ Usage (repository root; the run directory is under the git-ignored ``runs/``)::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_accuracy.py --seeds 3 --epochs 40 --jobs 4
 
+``--data DIR`` trains and tests on another DeepH tree (e.g. a larger set built with
+``datasets/build_default.py --out runs/graphene-24 --num 24``) with the config's split fractions;
+use it with its own ``--out`` and ``--results``.
+
 Writes ``bench/results/accuracy.json`` (table, relative improvements, band errors, machine)
 and prints the table.
 """
@@ -41,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def base_config(args: argparse.Namespace):
     cfg = load_config(args.config)
     train = dataclasses.replace(cfg.train, epochs=args.epochs, progress=False, device="cpu")
-    return dataclasses.replace(cfg, train=train)
+    data = dataclasses.replace(cfg.data, path=args.data) if args.data else cfg.data
+    return dataclasses.replace(cfg, train=train, data=data)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -88,6 +93,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
     p.add_argument("--out", default=str(ROOT / "runs/bench-accuracy"))
+    p.add_argument("--data", help="DeepH tree to train and test on (default: the config's "
+                   "data.path, datasets/graphene-8)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--jobs", type=int, default=1, help="parallel training processes (1-4)")
@@ -116,7 +123,8 @@ def main() -> None:
         groups = [setups[k::args.jobs] for k in range(min(args.jobs, 4))]
         procs = [subprocess.Popen([sys.executable, __file__, "--worker", ",".join(g),
                                    "--config", args.config, "--out", args.out,
-                                   "--seeds", str(args.seeds), "--epochs", str(args.epochs)])
+                                   "--seeds", str(args.seeds), "--epochs", str(args.epochs),
+                                   *(["--data", args.data] if args.data else [])])
                  for g in groups]
         if any(pr.wait() for pr in procs):
             raise SystemExit("a training worker failed")
