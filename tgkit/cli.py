@@ -22,7 +22,7 @@ def _preprocess(args: argparse.Namespace) -> int:
 
     out = build_cache(args.data, args.out, cutoff=args.cutoff, progress=not args.quiet)
     ds = GraphDataset(out)
-    edges = sum(int(ds[k]["num_edges"].sum()) for k in range(len(ds)))
+    edges = sum(ds.num_edges())
     print(
         f"wrote {out}: {len(ds)} structures, {edges} edges, basis {ds.basis.to_dict()} "
         f"(B={ds.basis.dim}), {'spinful' if ds.spinful else 'spinless'}"

@@ -146,19 +146,25 @@ def _loss(out, graph):
     return loss
 
 
-@pytest.mark.parametrize("spinful", [False, True], ids=["spinless", "soc"])
-@pytest.mark.parametrize("setup", SETUPS)
-def test_trains_with_falling_loss(setup, spinful, carbon_graph, carbon_soc_graph):
-    graph = carbon_soc_graph if spinful else carbon_graph
-    model = copy.deepcopy(get_model(setup, spinful)).train()
+def _adam_steps(model, graph: dict, steps: int) -> list[float]:
+    """Losses of ``steps`` Adam steps (lr 1e-2) on one graph."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(10):
+    for _ in range(steps):
         opt.zero_grad()
         loss = _loss(model(graph), graph)
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("spinful", [False, True], ids=["spinless", "soc"])
+@pytest.mark.parametrize("setup", SETUPS)
+def test_trains_with_falling_loss(setup, spinful, carbon_graph, carbon_soc_graph):
+    graph = carbon_soc_graph if spinful else carbon_graph
+    model = copy.deepcopy(get_model(setup, spinful)).train()
+    losses = _adam_steps(model, graph, 10)
     assert losses[-1] < 0.7 * losses[0]
     if setup in ("grad", "tracegrad"):  # second-order path: s_nonlin gets gradients from H
         w = model.node_grads[0].s_nonlin[0].weight
@@ -196,12 +202,5 @@ def test_trains_on_shipped_graphene(setup):
     torch.manual_seed(0)
     cfg = dataclasses.replace(TINY, cutoff=7.2, avg_num_neighbors=50.0)
     model = HamiltonianModel(basis, False, cfg, TraceGradConfig(setup=setup, **TINY_TG)).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(8):
-        opt.zero_grad()
-        loss = _loss(model(graph), graph)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _adam_steps(model, graph, 8)
     assert losses[-1] < 0.85 * losses[0]  # on-site blocks reach 17 eV: a slow start

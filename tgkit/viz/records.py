@@ -29,7 +29,11 @@ def structure_layers(structure: Structure, gap: float = LAYER_GAP) -> np.ndarray
     """(N,) layer index of each atom (``info['layer']`` if given, else clustering in z)."""
     if "layer" in structure.info:
         return np.asarray(structure.info["layer"], dtype=int)
-    z = structure.positions[:, 2]
+    return z_layers(structure.positions[:, 2], gap)
+
+
+def z_layers(z: np.ndarray, gap: float) -> np.ndarray:
+    """(N,) layer index from heights: a new layer starts wherever sorted z jumps by > gap."""
     order = np.argsort(z)
     layer = np.zeros(len(z), dtype=int)
     layer[order[1:]] = np.cumsum(np.diff(z[order]) > gap)

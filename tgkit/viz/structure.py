@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 from ase import Atoms
 
 from tgkit.errors import TgkitError
+from tgkit.viz.records import z_layers
 
 NGLVIEW_EXTENSION = "nglview-js-widgets"  # the lab extension's npm package name
 LAYER_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -87,11 +88,7 @@ def atom_layers(atoms: Atoms, gap: float = 1.0) -> np.ndarray:
     """(N,) layer index: ``atoms.arrays['layer']`` if set, else clusters of z (gap in A)."""
     if "layer" in atoms.arrays:
         return np.asarray(atoms.arrays["layer"], dtype=int)
-    z = atoms.positions[:, 2]
-    order = np.argsort(z)
-    layer = np.zeros(len(z), dtype=int)
-    layer[order[1:]] = np.cumsum(np.diff(z[order]) > gap)
-    return layer
+    return z_layers(atoms.positions[:, 2], gap)
 
 
 def value_colors(values: np.ndarray, num_bins: int = 8) -> tuple[list[str], np.ndarray]:

@@ -361,13 +361,7 @@ class PySCFBackend(Backend):
             from pyscf.scf.addons import smearing_
 
             mf = smearing_(mf, sigma=sigma, method="fermi")
-        mf.conv_tol = s.conv_tol
-        mf.max_cycle = s.max_cycle
-        t_scf = time.perf_counter()
-        mf.kernel()
-        t_scf = time.perf_counter() - t_scf
-        if not mf.converged:
-            raise PySCFError(f"PySCF SCF did not converge in {s.max_cycle} cycles")
+        t_scf = _run_scf(mf, s)
         # Fock of the converged density on the dense mesh + the path, in one build; the
         # reference bands are PySCF's own (get_bands' solver) on the SCF mesh and the path
         fmesh = tuple(
@@ -448,13 +442,7 @@ class PySCFBackend(Backend):
         mol.verbose = s.verbose
         mf = dft.RKS(mol)
         mf.xc = s.xc
-        mf.conv_tol = s.conv_tol
-        mf.max_cycle = s.max_cycle
-        t_scf = time.perf_counter()
-        mf.kernel()
-        t_scf = time.perf_counter() - t_scf
-        if not mf.converged:
-            raise PySCFError(f"PySCF SCF did not converge in {s.max_cycle} cycles")
+        t_scf = _run_scf(mf, s)
         types = atom_orbital_types(mol)
         perm = openmx_permutation(types)
         sizes = [sum(2 * l + 1 for l in t) for t in types]
@@ -501,6 +489,17 @@ def _result(atoms, lat, pos, types, ham, ovl, fermi, refs, meta: dict, basis: di
     )
     meta["basis_sets"] = {sym: cp2k_basis_text(sym, basis[sym]) for sym in sorted(basis)}
     return DFTResult(structure, refs, meta)
+
+
+def _run_scf(mf, s: PySCFSettings) -> float:
+    """Converge ``mf`` with the settings' tolerance and cycle limit; returns wall seconds."""
+    mf.conv_tol = s.conv_tol
+    mf.max_cycle = s.max_cycle
+    t0 = time.perf_counter()
+    mf.kernel()
+    if not mf.converged:
+        raise PySCFError(f"PySCF SCF did not converge in {s.max_cycle} cycles")
+    return time.perf_counter() - t0
 
 
 def _find_kpoint(kpts: np.ndarray, k: np.ndarray) -> int:
