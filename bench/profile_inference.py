@@ -39,7 +39,8 @@ def tag_of(name: str, mod: torch.nn.Module) -> str | None:
     if isinstance(mod, TraceGrad):
         return "TraceGrad (node+edge)"
     if ".conv." in f".{name}.":
-        return {"tp": "conv: tensor product with SH", "lin_post": "conv: linear after TP",
+        return {"frame_product": "conv: TP with SH + linear, in the edge frame",
+                "tp": "conv: tensor product with SH", "lin_post": "conv: linear after TP",
                 "lin_pre": "conv: linear before TP", "radial": "conv: radial MLP (TP weights)",
                 "gate": "conv: gate"}.get(leaf)
     return {"lin_post": "block: linear after aggregation", "self_connection":
@@ -86,6 +87,7 @@ def main() -> None:
         predict_chunked(model, g, args.chunk)
     total = time.process_time() - c0
     edges = int(g["edge_index"].shape[1])
+    acc["other (edge frames, rotations, gathers, sums)"] = total - sum(acc.values())
     rows = {k: {"cpu_s": round(v, 3), "share": round(v / total, 3)}
             for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
     doc = {"command": " ".join(["bench/profile_inference.py", *sys.argv[1:]]), "machine": info,

@@ -17,9 +17,11 @@ from tgkit.irreps import (
     irreps_to_block,
     openmx_to_e3nn_block,
     openmx_to_e3nn_index,
+    rotation_to_e3nn_frame,
     su2_matrix,
     to_e3nn_frame,
     wigner_D,
+    wigner_D_chain,
 )
 
 
@@ -117,6 +119,16 @@ def test_exact_wigner_d_agrees_with_e3nn_and_is_orthogonal(l):
     y = o3.spherical_harmonics(l, to_e3nn_frame(pts), normalize=False)
     y_rot = o3.spherical_harmonics(l, to_e3nn_frame(pts @ torch.as_tensor(rot).T), normalize=False)
     torch.testing.assert_close(y_rot, y @ d.T, atol=1e-12, rtol=0)
+
+
+def test_wigner_d_chain_is_exact_for_a_batch():
+    rots = Rotation.random(6, random_state=7).as_matrix()
+    q = torch.stack([rotation_to_e3nn_frame(torch.as_tensor(r)) for r in rots])
+    chain = wigner_D_chain(q, 4)
+    assert [d.shape[1:] for d in chain] == [(2 * l + 1, 2 * l + 1) for l in range(5)]
+    for l, d in enumerate(chain):
+        ref = torch.stack([wigner_D(l, r) for r in rots])
+        torch.testing.assert_close(d, ref, atol=1e-13, rtol=0)
 
 
 def test_round_trip_openmx_e3nn():

@@ -232,6 +232,34 @@ def wigner_D(l: int, rot: np.ndarray | torch.Tensor, parity: int = 1) -> torch.T
     return sign * d
 
 
+def wigner_D_chain(rot: torch.Tensor, lmax: int) -> list[torch.Tensor]:
+    """Exact Wigner-D of degrees 0..lmax for a batch of proper rotations in **e3nn's frame**.
+
+    ``D^1 = rot`` (e3nn's l = 1 harmonics are its input coordinates), and each higher degree
+    follows from the Clebsch-Gordan chain ``D^l = C^T (D^(l-1) x D^1) C`` with the isometry
+    ``C = sqrt(2l+1) wigner_3j(l-1, 1, l)``: exact to round-off in float64 (unlike e3nn's
+    ``D_from_matrix``) and cheap enough to run per edge.
+
+    Shapes: ``rot (E, 3, 3)`` -> ``[(E, 2l+1, 2l+1) for l in 0..lmax]``, in ``rot``'s dtype.
+    """
+    e = rot.shape[0]
+    ds = [torch.ones(e, 1, 1, dtype=rot.dtype, device=rot.device), rot][: lmax + 1]
+    for l in range(2, lmax + 1):
+        c = _cg_chain(l).to(rot.dtype).to(rot.device)
+        prev = ds[-1]
+        kron = (prev[:, :, None, :, None] * rot[:, None, :, None, :]).reshape(
+            e, 3 * (2 * l - 1), 3 * (2 * l - 1))
+        ds.append(c.T @ kron @ c)
+    return ds
+
+
+@functools.cache
+def _cg_chain(l: int) -> torch.Tensor:
+    """((2l-1) * 3, 2l+1) float64 isometry from (l-1) x 1 onto l."""
+    return (o3.wigner_3j(l - 1, 1, l, dtype=torch.float64) * (2 * l + 1) ** 0.5).reshape(
+        3 * (2 * l - 1), 2 * l + 1)
+
+
 @functools.cache
 def _sphere_points(l: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(1234 + l)

@@ -10,6 +10,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, rotate
+
 
 class Gate(nn.Module):
     """Gated non-linearity: SiLU on 0e, tanh on 0o (keeps odd scalars odd), and every l > 0
@@ -122,6 +124,11 @@ class EquivariantConv(nn.Module):
         num_radial: size of the radial basis input.
         radial_hidden: width of the radial MLP's two hidden layers.
 
+    With an :class:`~tgkit.nn.edge_frame.EdgeFrame` (what the model passes) the product and
+    the linear after it run in each edge's frame (:mod:`tgkit.nn.edge_frame`, equal to e3nn's
+    product to round-off and several times faster); without one, e3nn's ``TensorProduct``
+    with the full harmonics (the reference the tests compare against).
+
     Shapes: ``x (E, irreps_in.dim), sh (E, irreps_sh.dim), radial (E, num_radial)`` ->
     ``(E, irreps_out.dim)``.
     """
@@ -159,10 +166,19 @@ class EquivariantConv(nn.Module):
             nn.Linear(radial_hidden, self.tp.weight_numel),
         )
         self.lin_post = o3.Linear(sorted_out, self.gate.irreps_in)
+        self.frame_product = FrameProduct(self.tp, self.lin_post)
 
-    def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-        h = self.tp(self.lin_pre(x), sh, self.radial(radial))
-        return self.gate(self.lin_post(h))
+    def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
+                frame: EdgeFrame | None = None) -> torch.Tensor:
+        h = self.lin_pre(x)
+        if frame is None:
+            return self.gate(self.lin_post(self.tp(h, sh, self.radial(radial))))
+        # the radial MLP's last layer emits the weights in the frame product's order directly
+        order, last = self.frame_product.weight_order, self.radial[-1]
+        w = nn.functional.linear(self.radial[:-1](radial), last.weight[order], last.bias[order])
+        h = rotate(h, self.lin_pre.irreps_out, frame.wigner, to_frame=True)
+        h = self.gate(self.frame_product(h, w, frame.sh_m0, self.lin_post))
+        return rotate(h, self.gate.irreps_out, frame.wigner, to_frame=False)
 
 
 class _UpdateBlock(nn.Module):
@@ -192,9 +208,9 @@ class _UpdateBlock(nn.Module):
         )
         self.norm = EquivariantLayerNorm(self.irreps_out)
 
-    def messages(self, node, edge, edge_index, sh, radial) -> torch.Tensor:
+    def messages(self, node, edge, edge_index, sh, radial, frame=None) -> torch.Tensor:
         x = torch.cat([node[edge_index[0]], node[edge_index[1]], edge], dim=-1)
-        return self.conv(x, sh, radial)
+        return self.conv(x, sh, radial, frame)
 
 
 class NodeUpdateBlock(_UpdateBlock):
@@ -210,8 +226,8 @@ class NodeUpdateBlock(_UpdateBlock):
         self.num_species = num_species
         self.inv_sqrt_neighbors = avg_num_neighbors ** -0.5
 
-    def forward(self, node, edge, edge_index, species, sh, radial) -> torch.Tensor:
-        msg = self.messages(node, edge, edge_index, sh, radial)
+    def forward(self, node, edge, edge_index, species, sh, radial, frame=None) -> torch.Tensor:
+        msg = self.messages(node, edge, edge_index, sh, radial, frame)
         agg = torch.zeros(node.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
         agg = agg.index_add_(0, edge_index[0], msg) * self.inv_sqrt_neighbors
         upd = self.lin_post(agg) + self.self_connection(node, species)
@@ -230,7 +246,7 @@ class EdgeUpdateBlock(_UpdateBlock):
                          num_species**2, num_radial, radial_hidden)
         self.num_species = num_species
 
-    def forward(self, node, edge, edge_index, species, sh, radial) -> torch.Tensor:
-        upd = self.lin_post(self.messages(node, edge, edge_index, sh, radial))
+    def forward(self, node, edge, edge_index, species, sh, radial, frame=None) -> torch.Tensor:
+        upd = self.lin_post(self.messages(node, edge, edge_index, sh, radial, frame))
         pair = species[edge_index[0]] * self.num_species + species[edge_index[1]]
         return self.norm(self.skip(edge) + upd + self.self_connection(edge, pair))

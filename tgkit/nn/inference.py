@@ -6,8 +6,9 @@ nodes and the hermitian average of an edge with its reverse. So the forward pass
 layer by layer over chunks of edges: messages are summed chunk by chunk into the node
 accumulator, each edge update writes its slice of the new edge features, and the head
 symmetrises a chunk with its reverse edges by evaluating both. Peak memory is then the
-stored features (``E x irreps_hidden.dim`` per layer) plus one chunk's activations, instead
-of every activation of every edge at once. The result equals ``model(graph)[H_PRED]`` up to
+stored features (``E x irreps_hidden.dim`` per layer) and per-edge geometry (radial basis,
+harmonics and edge-frame Wigner matrices, ~230 floats for lmax 4) plus one chunk's
+activations, instead of every activation of every edge at once. The result equals ``model(graph)[H_PRED]`` up to
 float round-off (tested).
 """
 
@@ -20,6 +21,7 @@ from tgkit import keys as K
 from tgkit.data.deeph import Key, Structure
 from tgkit.data.graph import graph_blocks, structure_to_graph, to_device
 from tgkit.errors import TgkitError
+from tgkit.nn.edge_frame import edge_frame
 from tgkit.nn.heads import element_mask
 from tgkit.nn.model import HamiltonianModel
 
@@ -29,7 +31,7 @@ def _chunks(num: int, size: int) -> list[slice]:
 
 
 def predict_chunked(
-    model: HamiltonianModel, graph: dict[str, torch.Tensor], chunk_edges: int = 65536
+    model: HamiltonianModel, graph: dict[str, torch.Tensor], chunk_edges: int = 4096
 ) -> dict[str, torch.Tensor]:
     """Predicted blocks of every edge, computing at most ``chunk_edges`` edges at a time.
 
@@ -37,7 +39,9 @@ def predict_chunked(
         model: a model (training or inference copy); evaluated as is (call ``.eval()`` first
             for inference). Trace outputs are not computed.
         graph: a graph from :func:`tgkit.data.graph.structure_to_graph` or ``collate``.
-        chunk_edges: edges per chunk; smaller lowers peak memory, larger lowers overhead.
+        chunk_edges: edges per chunk; smaller lowers peak memory, larger lowers per-call
+            overhead. The default keeps a chunk's activations in a CPU's cache (2048-4096
+            measured fastest on the development CPU); on a GPU, larger chunks fill the device.
 
     Returns:
         ``{H_PRED: (E, B, B) or (E, 2B, 2B), H_MASK: same shape, bool}``, as ``model(graph)``.
@@ -53,18 +57,21 @@ def predict_chunked(
         raise ValueError("the graph has no edges (every atom has at least its self-loop)")
     parts = _chunks(num_edges, chunk_edges)
 
-    def geometry(c: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        # recomputed per chunk and layer: cheap next to the tensor products, saves E x 57 floats
-        return model.radial_basis(vec[c].norm(dim=-1)), model.spherical_harmonics(vec[c])
+    # per chunk, computed once for all layers: radial basis, harmonics and edge frames
+    # (~230 floats per edge; recomputing the frames per layer would cost more than a conv)
+    geometry = []
+    for c in parts:
+        sh = model.spherical_harmonics(vec[c])
+        geometry.append((model.radial_basis(vec[c].norm(dim=-1)), sh,
+                         edge_frame(vec[c], sh, model.model_config.lmax)))
 
     node = model.node_embedding(species)
-    edge = torch.cat([model.edge_embedding(geometry(c)[0]) for c in parts])
+    edge = torch.cat([model.edge_embedding(radial) for radial, _, _ in geometry])
     for k, (nb, eb) in enumerate(zip(model.node_blocks, model.edge_blocks, strict=True)):
         # node update (NodeUpdateBlock.forward, messages summed chunk by chunk)
         agg = None
-        for c in parts:
-            radial, sh = geometry(c)
-            msg = nb.messages(node, edge[c], edge_index[:, c], sh, radial)
+        for c, (radial, sh, frame) in zip(parts, geometry, strict=True):
+            msg = nb.messages(node, edge[c], edge_index[:, c], sh, radial, frame)
             if agg is None:
                 agg = torch.zeros(node.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
             agg.index_add_(0, edge_index[0, c], msg)
@@ -74,9 +81,8 @@ def predict_chunked(
             node, _ = model.node_grads[k](node)
         # edge update (EdgeUpdateBlock.forward on each chunk), written into a new edge tensor
         new_edge = None
-        for c in parts:
-            radial, sh = geometry(c)
-            e = eb(node, edge[c], edge_index[:, c], species, sh, radial)
+        for c, (radial, sh, frame) in zip(parts, geometry, strict=True):
+            e = eb(node, edge[c], edge_index[:, c], species, sh, radial, frame)
             if model.edge_grads:
                 e, _ = model.edge_grads[k](e)
             if new_edge is None:

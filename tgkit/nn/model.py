@@ -32,6 +32,7 @@ from tgkit.config import ModelConfig, TraceGradConfig, section_from_dict
 from tgkit.errors import ConfigError, TgkitError
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.blocks import EdgeUpdateBlock, NodeUpdateBlock
+from tgkit.nn.edge_frame import edge_frame
 from tgkit.nn.embedding import EdgeSphericalHarmonics, GaussianRadialBasis, SpeciesEmbedding
 from tgkit.nn.heads import HamiltonianHead, block_mask, element_mask
 from tgkit.nn.tracegrad import TraceDecoder, TraceGrad, trace_labels
@@ -149,14 +150,15 @@ class HamiltonianModel(nn.Module):
         vec = graph[K.EDGE_VEC]
         radial = self.radial_basis(vec.norm(dim=-1))
         sh = self.spherical_harmonics(vec)
+        frame = edge_frame(vec, sh, self.model_config.lmax)  # one rotation per edge, all blocks
         node = self.node_embedding(species)
         edge = self.edge_embedding(radial)
         z = None
         for k, (nb, eb) in enumerate(zip(self.node_blocks, self.edge_blocks, strict=True)):
-            node = nb(node, edge, edge_index, species, sh, radial)
+            node = nb(node, edge, edge_index, species, sh, radial, frame)
             if self.node_grads:
                 node, _ = self.node_grads[k](node)
-            edge = eb(node, edge, edge_index, species, sh, radial)
+            edge = eb(node, edge, edge_index, species, sh, radial, frame)
             if self.edge_grads:
                 edge, z = self.edge_grads[k](edge)
         si, sj = species[edge_index[0]], species[edge_index[1]]

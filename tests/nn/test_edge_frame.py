@@ -1,0 +1,105 @@
+"""The edge-frame (SO(2)) convolution equals e3nn's tensor product, values and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from e3nn import o3
+
+from tgkit import keys as K
+from tgkit.nn import default_dtype
+from tgkit.nn.blocks import EdgeUpdateBlock, EquivariantConv, NodeUpdateBlock
+from tgkit.nn.edge_frame import edge_frame, edge_rotations
+from tgkit.nn.embedding import EdgeSphericalHarmonics
+
+from .conftest import TOL
+
+HIDDEN = o3.Irreps("6x0e+2x0o+3x1o+2x1e+2x2e+1x3o")
+
+
+def _vectors(seed: int = 0) -> torch.Tensor:
+    """Random edges plus the hard cases: self-loops, edges along each axis and its negative,
+    and edges at the frame's helper-axis switch (|y_e3nn . x| = 0.9)."""
+    g = torch.Generator().manual_seed(seed)
+    eye = torch.eye(3, dtype=torch.float64)
+    switch = torch.tensor([[0.0, 0.9, (1 - 0.81) ** 0.5]], dtype=torch.float64)  # cart (x,y,z)
+    return torch.cat([torch.randn(12, 3, dtype=torch.float64, generator=g) * 2,
+                      torch.zeros(2, 3, dtype=torch.float64), 1.7 * eye, -2.3 * eye, switch])
+
+
+def test_edge_rotations_are_proper_and_point_along_the_edge():
+    vec = _vectors()
+    rot = edge_rotations(vec)
+    eye = torch.eye(3, dtype=torch.float64).expand_as(rot)
+    torch.testing.assert_close(rot.transpose(1, 2) @ rot, eye, atol=1e-14, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(rot), torch.ones(len(vec), dtype=torch.float64))
+    u = vec[:, [1, 2, 0]]  # e3nn's (y, z, x) order
+    n = u.norm(dim=-1, keepdim=True)
+    live = n[:, 0] > 0
+    torch.testing.assert_close(rot[live, :, 1], (u / n)[live], atol=1e-15, rtol=0)
+    torch.testing.assert_close(rot[~live], eye[~live])
+
+
+@pytest.mark.parametrize("lmax", [2, 4])
+def test_harmonics_in_the_frame_are_m0_only(lmax):
+    vec = _vectors(1)
+    sh = EdgeSphericalHarmonics(lmax)(vec)
+    frame = edge_frame(vec, sh, lmax)
+    for l in range(lmax + 1):
+        in_frame = (sh[:, l * l:(l + 1) ** 2, None] * frame.wigner[l]).sum(1)  # D^T Y
+        expected = torch.zeros_like(in_frame)
+        expected[:, l] = frame.sh_m0[:, l]
+        torch.testing.assert_close(in_frame, expected, atol=1e-13, rtol=0)
+        live = vec.norm(dim=-1) > 0
+        want = torch.where(live, (2 * l + 1) ** 0.5, 1.0 if l == 0 else 0.0)
+        torch.testing.assert_close(frame.sh_m0[:, l], want.to(torch.float64))
+
+
+@pytest.mark.parametrize("irreps_out", [HIDDEN, "4x0e+2x1o+2x2e+2x3o+1x4e+1x2o+1x1e"])
+def test_frame_conv_equals_e3nn_tensor_product(irreps_out):
+    lmax = 4
+    with default_dtype(torch.float64):
+        torch.manual_seed(0)
+        conv = EquivariantConv(HIDDEN, o3.Irreps.spherical_harmonics(lmax), irreps_out, 5, 8)
+        sh_module = EdgeSphericalHarmonics(lmax)
+    for p in conv.parameters():  # O(1) weights everywhere, so no path hides behind a small one
+        torch.nn.init.normal_(p)
+    vec = _vectors(2)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(len(vec), HIDDEN.dim, dtype=torch.float64, generator=g)
+    radial = torch.randn(len(vec), 5, dtype=torch.float64, generator=g)
+    sh = sh_module(vec)
+    ref = conv(x, sh, radial)
+    out = conv(x, sh, radial, edge_frame(vec, sh, lmax))
+    assert ref.abs().max() > 1.0
+    assert (out - ref).abs().max() <= TOL * ref.abs().max()
+    # gradients too: training runs the frame path
+    grads = []
+    for frame in (None, edge_frame(vec, sh, lmax)):
+        conv.zero_grad()
+        conv(x, sh, radial, frame).pow(2).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in conv.parameters()]))
+    assert grads[0].abs().max() > 1.0
+    assert (grads[1] - grads[0]).abs().max() <= TOL * grads[0].abs().max()
+
+
+def test_update_blocks_frame_equals_reference(mixed_graph):
+    sh_irreps = o3.Irreps.spherical_harmonics(3)
+    with default_dtype(torch.float64):
+        torch.manual_seed(1)
+        nb = NodeUpdateBlock(HIDDEN, HIDDEN, sh_irreps, HIDDEN, 3, 4, 8, avg_num_neighbors=5.0)
+        eb = EdgeUpdateBlock(HIDDEN, HIDDEN, sh_irreps, HIDDEN, 3, 4, 8)
+    g = mixed_graph
+    ei, sp, vec = g[K.EDGE_INDEX], g[K.SPECIES], g[K.EDGE_VEC]
+    gen = torch.Generator().manual_seed(4)
+    node = torch.randn(len(sp), HIDDEN.dim, dtype=torch.float64, generator=gen)
+    edge = torch.randn(ei.shape[1], HIDDEN.dim, dtype=torch.float64, generator=gen)
+    radial = torch.randn(ei.shape[1], 4, dtype=torch.float64, generator=gen)
+    sh = EdgeSphericalHarmonics(3)(vec)
+    frame = edge_frame(vec, sh, 3)
+    for frame_arg in (None, frame):
+        n = nb(node, edge, ei, sp, sh, radial, frame_arg)
+        e = eb(n, edge, ei, sp, sh, radial, frame_arg)
+        if frame_arg is None:
+            n_ref, e_ref = n, e
+    assert (n - n_ref).abs().max() <= TOL and (e - e_ref).abs().max() <= TOL
