@@ -59,10 +59,13 @@ def edge_rotations(vec: torch.Tensor) -> torch.Tensor:
     return torch.stack([c0, y, c2], dim=-1)
 
 
-def edge_frame(vec: torch.Tensor, sh: torch.Tensor, lmax: int) -> EdgeFrame:
+def edge_frame(vec: torch.Tensor, sh: torch.Tensor, lmax: int,
+               lmax_features: int | None = None) -> EdgeFrame:
     """The :class:`EdgeFrame` of cartesian edge vectors ``(E, 3)`` with their harmonics
-    ``sh (E, (lmax+1)^2)`` (``EdgeSphericalHarmonics``)."""
-    wigner = wigner_D_chain(edge_rotations(vec).to(sh.dtype), lmax)
+    ``sh (E, (lmax+1)^2)`` (``EdgeSphericalHarmonics``); Wigner matrices up to the highest
+    degree of the features to rotate, ``lmax_features`` (default ``lmax``)."""
+    top = lmax if lmax_features is None else max(lmax, lmax_features)
+    wigner = wigner_D_chain(edge_rotations(vec).to(sh.dtype), top)
     # m = 0 component of D^T Y: column l of D^l against Y_l (exact zero elsewhere, by choice of D)
     m0 = [(sh[:, l * l:(l + 1) ** 2] * wigner[l][:, :, l]).sum(-1) for l in range(lmax + 1)]
     return EdgeFrame(wigner, torch.stack(m0, dim=-1))
@@ -88,13 +91,14 @@ def rotate(x: torch.Tensor, irreps: o3.Irreps, wigner: list[torch.Tensor],
 class FrameProduct(nn.Module):
     """``lin(tp(x, Y, w))`` for features ``x`` already in the edge frame.
 
-    In the frame, a path ``l1 -> l3`` couples only components with ``|m1| = |m3|``. So the
-    product is one dense matmul per ``|m|``: the ``|m|`` components of every input channel
-    times a constant matrix (the m2 = 0 Clebsch-Gordan entries of every path) give, for each
-    output type t and ``m3 = +-|m|``, all (input channel, path) columns J_t at once. The
-    per-edge weights scale those columns, and one matmul with the linear's (J_t, C_t) matrix
-    finishes. Everything is a large matmul or a contiguous elementwise product: no gathers
-    over the wide product and no short inner loops (both cost more than the arithmetic on CPU).
+    In the frame, a path ``l1 -> l3`` couples only components with ``|m1| = |m3|``. For each
+    ``|m|`` and input irrep a, one matmul of its ``(channel u, +-m)`` components with a constant
+    matrix (the m2 = 0 Clebsch-Gordan entries of a's paths) gives every ``(m3 = +-m, output
+    type t, u, path)`` column; one elementwise product applies the per-edge weights (their
+    order matches, so it is a contiguous product broadcast over the sign of m3), and a matmul
+    per output type with the linear's weights finishes. All work is matmuls and contiguous
+    products: no gathers over the wide product and no short inner loops, which on a CPU cost
+    more than the arithmetic.
 
     Args:
         tp: e3nn ``TensorProduct`` with weighted 'uvu' paths and the spherical harmonics
@@ -121,61 +125,64 @@ class FrameProduct(nn.Module):
             w_start.append(w_start[-1] + in1[ins.i_in1].mul)
         self.mid_chan, self.out_chan = _channel_offsets(mid), _channel_offsets(lin.irreps_out)
         self.types = [ir for ir in sorted(self.mid_chan.total) if self.out_chan.total.get(ir, 0)]
-        # columns J_t of each output type: (input irrep a, channel u, path a -> t)
-        cols: dict[o3.Irrep, list[tuple[int, int, object]]] = {}
-        weight_order, sh_of_weight, rows = [], [], {}
-        for ir_t in self.types:
-            cols[ir_t], rows[ir_t] = [], []
-            for a, (mul, _) in enumerate(in1):
+        # the product's columns: for input irrep a, output type t, channel u, path a -> t.
+        # The weights are permuted into this order; the linear's rows of type t follow the
+        # same (a, u, path) order, so the columns of (a, t) are rows j0:j1 of its matrix.
+        cols: dict[o3.Irrep, list[tuple[int, int, object]]] = {ir: [] for ir in self.types}
+        weight_order, sh_of_weight, parts = [], [], {}
+        for a, (mul, _) in enumerate(in1):
+            for ir_t in self.types:
                 paths = [ins for ins in tp.instructions
                          if ins.i_in1 == a and mid[ins.i_out].ir == ir_t]
+                if not paths:
+                    continue
+                j0 = len(cols[ir_t])
+                parts[a, ir_t] = (len(weight_order), j0, j0 + mul * len(paths))
                 for u in range(mul):
                     for ins in paths:
                         cols[ir_t].append((a, u, ins))
                         weight_order.append(w_start[tp.instructions.index(ins)] + u)
                         sh_of_weight.append(in2[ins.i_in2].ir.l)
-                        rows[ir_t].append(self.mid_chan.start[ins.i_out] + u)
-        self.num_cols = {ir: len(c) for ir, c in cols.items()}
         for k, ir in enumerate(self.types):
-            self.register_buffer(f"rows_{k}", torch.tensor(rows[ir]), persistent=False)
+            rows = [self.mid_chan.start[ins.i_out] + u for _, u, ins in cols[ir]]
+            self.register_buffer(f"rows_{k}", torch.tensor(rows), persistent=False)
         self.register_buffer("weight_order", torch.tensor(weight_order), persistent=False)
-        onehot = torch.zeros(len(in2), len(weight_order))
-        onehot[torch.tensor(sh_of_weight), torch.arange(len(weight_order))] = 1.0
-        self.register_buffer("sh_onehot", onehot, persistent=False)
-        # one matmul per |m|: input components (a, u, +-m) -> (type t, m3 = +m / -m, J_t)
-        self.m_types = []
+        self.register_buffer("sh_index", torch.tensor(sh_of_weight), persistent=False)
+        # per (|m|, a): matrix (u, sign of m1) -> (sign of m3, [t, u, path] of a's columns)
+        self.blocks = []
         for m in range(max(ir.l for _, ir in in1) + 1):
-            xin = [(a, u, s) for a, (mul, ir) in enumerate(in1) if ir.l >= m
-                   for u in range(mul) for s in ((1, -1) if m else (1,))]
-            types = [ir for ir in self.types if ir.l >= m]
-            if not xin or not types:
-                continue
             signs = (1, -1) if m else (1,)
-            xcol = [in1.slices()[a].start + u * in1[a].ir.dim + in1[a].ir.l + s * m
-                    for a, u, s in xin]
-            mat = torch.zeros(len(xin), sum(len(signs) * len(cols[ir]) for ir in types),
-                              dtype=torch.float64)
-            row_of = {key: r for r, key in enumerate(xin)}
-            off = 0
-            for ir_t in types:
-                for s3 in signs:
-                    for j, (a, u, ins) in enumerate(cols[ir_t]):
-                        l1, l2 = in1[a].ir.l, in2[ins.i_in2].ir.l
-                        if l1 < m:
-                            continue
-                        w3j = o3.wigner_3j(l1, l2, ir_t.l, dtype=torch.float64)
-                        for s1 in signs:
-                            mat[row_of[(a, u, s1)], off + j] = (
-                                ins.path_weight * w3j[l1 + s1 * m, l2, ir_t.l + s3 * m])
-                    off += len(cols[ir_t])
-            self.register_buffer(f"xcol_{m}", torch.tensor(xcol), persistent=False)
-            self.register_buffer(f"cg_{m}", mat.to(torch.get_default_dtype()), persistent=False)
-            self.m_types.append((m, types))
+            for a, (mul, ir_a) in enumerate(in1):
+                mine = [(ir_t, *parts[a, ir_t]) for ir_t in self.types
+                        if (a, ir_t) in parts and ir_t.l >= m and ir_a.l >= m]
+                if not mine:
+                    continue
+                w0, w1 = mine[0][1], mine[-1][1] + mine[-1][3] - mine[-1][2]
+                mat = torch.zeros(mul, len(signs), len(signs), w1 - w0, dtype=torch.float64)
+                out_parts = []
+                for ir_t, wk, j0, j1 in mine:
+                    for j in range(j0, j1):
+                        _, u, ins = cols[ir_t][j]
+                        l2 = in2[ins.i_in2].ir.l
+                        w3j = o3.wigner_3j(ir_a.l, l2, ir_t.l, dtype=torch.float64)
+                        for i1, s1 in enumerate(signs):
+                            for i3, s3 in enumerate(signs):
+                                mat[u, i1, i3, wk - w0 + j - j0] = ins.path_weight * w3j[
+                                    ir_a.l + s1 * m, l2, ir_t.l + s3 * m]
+                    out_parts.append((ir_t, wk - w0, j0, j1))
+                start = in1.slices()[a].start
+                xcol = [start + u * ir_a.dim + ir_a.l + s * m for u in range(mul) for s in signs]
+                k = len(self.blocks)
+                self.register_buffer(f"xcol_{k}", torch.tensor(xcol), persistent=False)
+                self.register_buffer(f"cg_{k}", mat.reshape(mul * len(signs), -1).to(
+                    torch.get_default_dtype()), persistent=False)
+                self.blocks.append((m, len(signs), w0, w1, out_parts))
         self.lin_instructions = [(i.i_in, i.i_out, i.path_shape, i.path_weight)
                                  for i in lin.instructions]
 
     def type_matrices(self, lin_weight: torch.Tensor) -> dict[o3.Irrep, torch.Tensor]:
-        """The linear map's ``(J_t, C_t)`` matrix per irrep type, path weights included."""
+        """The linear map's ``(J_t, C_t)`` matrix per irrep type, path weights included, rows
+        in the product's column order."""
         mats = {ir: lin_weight.new_zeros(self.mid_chan.total[ir], self.out_chan.total[ir])
                 for ir in self.types}
         off = 0
@@ -192,26 +199,22 @@ class FrameProduct(nn.Module):
     def forward(self, x: torch.Tensor, weight: torch.Tensor, sh_m0: torch.Tensor,
                 lin: o3.Linear) -> torch.Tensor:
         e = x.shape[0]
-        weight = weight * (sh_m0 @ self.sh_onehot)  # each path also scales with its Y_l2
-        w_of, off = {}, 0
-        for ir in self.types:
-            w_of[ir] = weight[:, None, off:off + self.num_cols[ir]]
-            off += self.num_cols[ir]
+        # each path also scales with its Y_l2 (sqrt(2 l2 + 1), or 0 for l2 > 0 on self-loops)
+        weight = weight * sh_m0.index_select(1, self.sh_index)
         mats = self.type_matrices(lin.weight)
-        rows: dict[o3.Irrep, dict[int, torch.Tensor]] = {ir: {} for ir in self.types}
-        for m, types in self.m_types:
-            z = x.index_select(1, getattr(self, f"xcol_{m}")) @ getattr(self, f"cg_{m}")
-            off, signs = 0, ((1, -1) if m else (1,))
-            for ir in types:
-                n = len(signs) * self.num_cols[ir]
-                zt = z[:, off:off + n].view(e, len(signs), -1) * w_of[ir]
-                out = (zt.reshape(-1, zt.shape[-1]) @ mats[ir]).view(e, len(signs), -1)
-                for k, s in enumerate(signs):
-                    rows[ir][s * m] = out[:, k:k + 1]
-                off += n
-        # (E, 2l+1, C_t) per type, then each output irrep as (E, mul * (2l+1)), channel-major
-        by_type = {ir: torch.cat([rows[ir][m3] for m3 in range(-ir.l, ir.l + 1)], dim=1)
-                   for ir in self.types}
+        acc: dict[tuple[o3.Irrep, int], torch.Tensor] = {}
+        for k, (m, ns, w0, w1, parts) in enumerate(self.blocks):
+            z = x.index_select(1, getattr(self, f"xcol_{k}")) @ getattr(self, f"cg_{k}")
+            z = z.view(e, ns, w1 - w0) * weight[:, None, w0:w1]
+            for ir, off, j0, j1 in parts:
+                out = z[:, :, off:off + j1 - j0].reshape(e * ns, -1) @ mats[ir][j0:j1]
+                out = out.view(e, ns, -1)
+                acc[ir, m] = out if (ir, m) not in acc else acc[ir, m] + out
+        # (E, 2l+1, C_t) per type, rows m3 = -l..l, then each output irrep channel-major
+        by_type = {}
+        for ir in self.types:
+            rows = [acc[ir, abs(m3)][:, (1 if m3 < 0 else 0):][:, :1] for m3 in range(-ir.l, ir.l + 1)]
+            by_type[ir] = torch.cat(rows, dim=1)
         pieces = []
         for k, (mul, ir) in enumerate(self.irreps_out):
             if ir in by_type:

@@ -63,7 +63,7 @@ def predict_chunked(
     for c in parts:
         sh = model.spherical_harmonics(vec[c])
         geometry.append((model.radial_basis(vec[c].norm(dim=-1)), sh,
-                         edge_frame(vec[c], sh, model.model_config.lmax)))
+                         edge_frame(vec[c], sh, model.model_config.lmax, model.lmax_features)))
 
     node = model.node_embedding(species)
     edge = torch.cat([model.edge_embedding(radial) for radial, _, _ in geometry])

@@ -119,6 +119,10 @@ class HamiltonianModel(nn.Module):
                 hidden, edge_irreps, sh, edge_out, num_species, cfg.num_radial,
                 cfg.radial_hidden))
             node_irreps, edge_irreps = hidden, edge_out
+        # the edge frames rotate every convolution's features: Wigner-D up to their top degree
+        self.lmax_features = max(ir.l for b in [*self.node_blocks, *self.edge_blocks]
+                                 for irreps in (b.conv.lin_pre.irreps_out, b.conv.irreps_out)
+                                 for _, ir in irreps)
         reached = {ir for _, ir in self.edge_blocks[-1].conv.tp.irreps_out}
         missing = [str(ir) for _, ir in self.irreps_post_edge if ir not in reached]
         if missing:
@@ -150,7 +154,8 @@ class HamiltonianModel(nn.Module):
         vec = graph[K.EDGE_VEC]
         radial = self.radial_basis(vec.norm(dim=-1))
         sh = self.spherical_harmonics(vec)
-        frame = edge_frame(vec, sh, self.model_config.lmax)  # one rotation per edge, all blocks
+        # one rotation per edge, shared by all blocks
+        frame = edge_frame(vec, sh, self.model_config.lmax, self.lmax_features)
         node = self.node_embedding(species)
         edge = self.edge_embedding(radial)
         z = None
