@@ -204,3 +204,18 @@ def test_trains_on_shipped_graphene(setup):
     model = HamiltonianModel(basis, False, cfg, TraceGradConfig(setup=setup, **TINY_TG)).train()
     losses = _adam_steps(model, graph, 8)
     assert losses[-1] < 0.85 * losses[0]  # on-site blocks reach 17 eV: a slow start
+
+
+@pytest.mark.parametrize("spinful", [False, True], ids=["spinless", "soc"])
+@pytest.mark.parametrize("setup", SETUPS)
+def test_edge_frame_path_equals_e3nn_path(setup, spinful, mixed_graph):
+    """The default edge-frame convolutions give e3nn's tensor-product model, every setup."""
+    model = get_model(setup, spinful, fresh=True)
+    with torch.no_grad():
+        fast = model(mixed_graph)
+        model.use_edge_frame = False
+        ref = model(mixed_graph)
+    for key in (K.H_PRED, K.T_PRED):
+        if key in ref:
+            assert ref[key].abs().max() > 1e-3
+            assert (fast[key] - ref[key]).abs().max() <= TOL

@@ -10,7 +10,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, rotate
+from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, linear_matrix, rotate
 
 
 class Gate(nn.Module):
@@ -170,9 +170,9 @@ class EquivariantConv(nn.Module):
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
                 frame: EdgeFrame | None = None) -> torch.Tensor:
-        h = self.lin_pre(x)
         if frame is None:
-            return self.gate(self.lin_post(self.tp(h, sh, self.radial(radial))))
+            return self.gate(self.lin_post(self.tp(self.lin_pre(x), sh, self.radial(radial))))
+        h = x @ linear_matrix(self.lin_pre)
         # the radial MLP's last layer emits the weights in the frame product's order directly
         order, last = self.frame_product.weight_order, self.radial[-1]
         w = nn.functional.linear(self.radial[:-1](radial), last.weight[order], last.bias[order])

@@ -177,22 +177,17 @@ class FrameProduct(nn.Module):
                 self.register_buffer(f"cg_{k}", mat.reshape(mul * len(signs), -1).to(
                     torch.get_default_dtype()), persistent=False)
                 self.blocks.append((m, len(signs), w0, w1, out_parts))
-        self.lin_instructions = [(i.i_in, i.i_out, i.path_shape, i.path_weight)
-                                 for i in lin.instructions]
 
-    def type_matrices(self, lin_weight: torch.Tensor) -> dict[o3.Irrep, torch.Tensor]:
+    def type_matrices(self, lin: o3.Linear) -> dict[o3.Irrep, torch.Tensor]:
         """The linear map's ``(J_t, C_t)`` matrix per irrep type, path weights included, rows
         in the product's column order."""
-        mats = {ir: lin_weight.new_zeros(self.mid_chan.total[ir], self.out_chan.total[ir])
+        mats = {ir: lin.weight.new_zeros(self.mid_chan.total[ir], self.out_chan.total[ir])
                 for ir in self.types}
-        off = 0
-        for i_in, i_out, (m_in, m_out), pw in self.lin_instructions:
+        for i_in, i_out, w in linear_blocks(lin):
             ir = self.mid_chan.irrep[i_in]
             if ir in mats:
                 r, c = self.mid_chan.start[i_in], self.out_chan.start[i_out]
-                mats[ir][r:r + m_in, c:c + m_out] = pw * lin_weight[off:off + m_in * m_out].view(
-                    m_in, m_out)
-            off += m_in * m_out
+                mats[ir][r:r + w.shape[0], c:c + w.shape[1]] = w
         return {ir: mats[ir].index_select(0, getattr(self, f"rows_{k}"))
                 for k, ir in enumerate(self.types)}
 
@@ -201,7 +196,7 @@ class FrameProduct(nn.Module):
         e = x.shape[0]
         # each path also scales with its Y_l2 (sqrt(2 l2 + 1), or 0 for l2 > 0 on self-loops)
         weight = weight * sh_m0.index_select(1, self.sh_index)
-        mats = self.type_matrices(lin.weight)
+        mats = self.type_matrices(lin)
         acc: dict[tuple[o3.Irrep, int], torch.Tensor] = {}
         for k, (m, ns, w0, w1, parts) in enumerate(self.blocks):
             z = x.index_select(1, getattr(self, f"xcol_{k}")) @ getattr(self, f"cg_{k}")
@@ -223,6 +218,32 @@ class FrameProduct(nn.Module):
             else:  # no path reaches this output: e3nn's Linear gives zeros too
                 pieces.append(x.new_zeros(e, mul * ir.dim))
         return torch.cat(pieces, dim=-1)
+
+
+def linear_blocks(lin: o3.Linear) -> list[tuple[int, int, torch.Tensor]]:
+    """An e3nn ``Linear`` (no bias) as ``(i_in, i_out, W)`` per instruction, W of shape
+    ``(mul_in, mul_out)`` with the path weight included: ``out_(i_out) += W^T x_(i_in)``
+    per component. Differentiable in ``lin.weight``."""
+    if lin.bias.numel():
+        raise ValueError("linear_blocks: e3nn Linear with biases is not supported")
+    out, off = [], 0
+    for ins in lin.instructions:
+        m_in, m_out = ins.path_shape
+        w = lin.weight[off:off + m_in * m_out].view(m_in, m_out)
+        out.append((ins.i_in, ins.i_out, ins.path_weight * w))
+        off += m_in * m_out
+    return out
+
+
+def linear_matrix(lin: o3.Linear) -> torch.Tensor:
+    """An e3nn ``Linear`` (no bias) as one ``(irreps_in.dim, irreps_out.dim)`` matrix M with
+    ``x @ M == lin(x)``: on large batches one dense matmul beats e3nn's per-path products."""
+    mat = lin.weight.new_zeros(lin.irreps_in.dim, lin.irreps_out.dim)
+    s_in, s_out = lin.irreps_in.slices(), lin.irreps_out.slices()
+    for i_in, i_out, w in linear_blocks(lin):
+        eye = torch.eye(lin.irreps_in[i_in].ir.dim, dtype=w.dtype, device=w.device)
+        mat[s_in[i_in], s_out[i_out]] = torch.kron(w, eye)  # channel-major, component-minor
+    return mat
 
 
 class _Channels(NamedTuple):

@@ -126,18 +126,27 @@ class HamiltonianHead(nn.Module):
         return half + half if spinful else half
 
     def forward(self, x: torch.Tensor, reverse_edge: torch.Tensor) -> torch.Tensor:
-        b = self.basis.dim
         y = self.linear(x)
+        return self.combine(y, y[reverse_edge])
+
+    def combine(self, y: torch.Tensor, y_reverse: torch.Tensor) -> torch.Tensor:
+        """Hermitian blocks from the decoder outputs ``y = linear(x)`` of edges and of their
+        reverse edges, ``(E, irreps_out.dim)`` each (chunked inference decodes every edge once)."""
+        h_rev = self._blocks(y_reverse)
         if not self.spinful:
-            h = (y @ self.to_block).unflatten(-1, (b, b))
-            return 0.5 * (h + h[reverse_edge].transpose(-1, -2))
+            return 0.5 * (self._blocks(y) + h_rev.transpose(-1, -2))
+        return 0.5 * (self._blocks(y) + h_rev.transpose(-1, -2).conj())
+
+    def _blocks(self, y: torch.Tensor) -> torch.Tensor:
+        b = self.basis.dim
+        if not self.spinful:
+            return (y @ self.to_block).unflatten(-1, (b, b))
         n = self.irreps_half.dim
         re = (y[:, :n] @ self.to_block).unflatten(-1, (4, b, b))
         im = (y[:, n:] @ self.to_block).unflatten(-1, (4, b, b))
         a0, ax, ay, az = torch.complex(re, im).unbind(1)
-        h = torch.cat([torch.cat([a0 + az, ax - 1j * ay], -1),
-                       torch.cat([ax + 1j * ay, a0 - az], -1)], -2)
-        return 0.5 * (h + h[reverse_edge].transpose(-1, -2).conj())
+        return torch.cat([torch.cat([a0 + az, ax - 1j * ay], -1),
+                          torch.cat([ax + 1j * ay, a0 - az], -1)], -2)
 
 
 def element_mask(basis: OrbitalBasis, species_i: torch.Tensor, species_j: torch.Tensor,

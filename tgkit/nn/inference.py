@@ -5,7 +5,7 @@ acts on one edge at a time, and the only cross-edge operations are the sum of me
 nodes and the hermitian average of an edge with its reverse. So the forward pass can run
 layer by layer over chunks of edges: messages are summed chunk by chunk into the node
 accumulator, each edge update writes its slice of the new edge features, and the head
-symmetrises a chunk with its reverse edges by evaluating both. Peak memory is then the
+decodes every edge once and symmetrises each chunk with its reverse edges. Peak memory is then the
 stored features (``E x irreps_hidden.dim`` per layer) and per-edge geometry (radial basis,
 harmonics and edge-frame Wigner matrices, ~230 floats for lmax 4) plus one chunk's
 activations, instead of every activation of every edge at once. The result equals ``model(graph)[H_PRED]`` up to
@@ -62,8 +62,9 @@ def predict_chunked(
     geometry = []
     for c in parts:
         sh = model.spherical_harmonics(vec[c])
-        geometry.append((model.radial_basis(vec[c].norm(dim=-1)), sh,
-                         edge_frame(vec[c], sh, model.model_config.lmax, model.lmax_features)))
+        frame = (edge_frame(vec[c], sh, model.model_config.lmax, model.lmax_features)
+                 if model.use_edge_frame else None)
+        geometry.append((model.radial_basis(vec[c].norm(dim=-1)), sh, frame))
 
     node = model.node_embedding(species)
     edge = torch.cat([model.edge_embedding(radial) for radial, _, _ in geometry])
@@ -89,13 +90,13 @@ def predict_chunked(
                 new_edge = torch.empty(num_edges, e.shape[1], dtype=e.dtype, device=e.device)
             new_edge[c] = e
         edge = new_edge
-    # head: each chunk together with its reverse edges, so the hermitian average is exact
+    # head: decode every edge once, then each chunk against its reverse edges, so the
+    # hermitian average is exact
+    y = torch.cat([model.head.linear(edge[c]) for c in parts])
+    del edge
     h_out, m_out = None, None
     for c in parts:
-        n = c.stop - c.start
-        x = torch.cat([edge[c], edge[reverse[c]]])
-        rev = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(x.device)
-        h = model.head(x, rev)[:n]
+        h = model.head.combine(y[c], y[reverse[c]])
         ei = edge_index[:, c]
         mask = element_mask(model.basis, species[ei[0]], species[ei[1]], model.spinful)
         if h_out is None:

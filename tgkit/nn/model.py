@@ -74,6 +74,10 @@ class HamiltonianModel(nn.Module):
 
     Shapes: see the module docstring; node features are ``irreps_hidden``, the last edge
     features ``irreps_post_edge`` (hidden plus the parities the head needs, e.g. 1e for p-p).
+
+    Attribute ``use_edge_frame`` (default True) runs the convolutions' tensor products in each
+    edge's frame (:mod:`tgkit.nn.edge_frame`); set it False for e3nn's ``TensorProduct``,
+    which gives the same predictions to round-off, several times slower.
     """
 
     def __init__(
@@ -89,6 +93,9 @@ class HamiltonianModel(nn.Module):
         self.model_config = model or ModelConfig()
         self.tracegrad_config = tracegrad or TraceGradConfig()
         self.inference_only = False
+        # convolutions in each edge's frame (tgkit.nn.edge_frame); False: e3nn's reference
+        # tensor product with the full harmonics (same numbers to round-off, several x slower)
+        self.use_edge_frame = True
         with default_dtype(dtype):
             self._build()
         if dtype is not None:
@@ -155,7 +162,8 @@ class HamiltonianModel(nn.Module):
         radial = self.radial_basis(vec.norm(dim=-1))
         sh = self.spherical_harmonics(vec)
         # one rotation per edge, shared by all blocks
-        frame = edge_frame(vec, sh, self.model_config.lmax, self.lmax_features)
+        frame = (edge_frame(vec, sh, self.model_config.lmax, self.lmax_features)
+                 if self.use_edge_frame else None)
         node = self.node_embedding(species)
         edge = self.edge_embedding(radial)
         z = None
