@@ -10,6 +10,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/bench_step.py                 # toy 8-atom graphene, 7.0 A pairs
     .venv/bin/python bench/bench_step.py --data datasets/graphene-8/0000 --steps 10
+    .venv/bin/python bench/bench_step.py --setups baseline tracegrad baseline-e3nn tracegrad-e3nn
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from tgkit.irreps import OrbitalBasis
 from tgkit.nn import HamiltonianModel, TraceGrad
 
 SETUPS = ("baseline", "trace", "grad", "tracegrad")
-# "tracegrad-autograd": TraceGrad with v from plain autograd through square (for comparison)
-CHOICES = SETUPS + ("tracegrad-autograd",)
+# "tracegrad-autograd": TraceGrad with v from plain autograd through square (for comparison);
+# "<setup>-e3nn": convolutions through e3nn's TensorProduct instead of the edge frame
+CHOICES = SETUPS + ("tracegrad-autograd",) + tuple(f"{s}-e3nn" for s in SETUPS)
 
 
 def autograd_forward(self: TraceGrad, f: torch.Tensor):
@@ -122,9 +124,10 @@ def main() -> None:
     steps, models = {}, {}
     for setup in args.setups:
         torch.manual_seed(0)
-        tg = TraceGradConfig(setup=setup.removesuffix("-autograd"))
+        tg = TraceGradConfig(setup=setup.removesuffix("-autograd").removesuffix("-e3nn"))
         m = HamiltonianModel(basis, spinful, cfg, tg, dtype=getattr(torch, args.dtype))
         m = m.to(device).train()
+        m.use_edge_frame = not setup.endswith("-e3nn")
         if setup.endswith("-autograd"):
             for mod in m.modules():
                 if isinstance(mod, TraceGrad):

@@ -105,8 +105,9 @@ class TraceGrad(nn.Module):
             z = z.detach()
         v = []
         for (ir, _, mul), x, w in zip(self.groups, parts, self.square_weights, strict=True):
-            m = (dz_du @ w.flatten(1)).unflatten(-1, (mul, mul))  # sum_c dZ/du_c W^c
-            v.append((m + m.transpose(-1, -2)) @ x / ir.dim**0.5)
+            # sum_c dZ/du_c (W^c + W^c^T), symmetrised on the small W rather than per item
+            m = (dz_du @ (w + w.transpose(-1, -2)).flatten(1)).unflatten(-1, (mul, mul))
+            v.append(m @ x / ir.dim**0.5)
         return f + self._merge(v, f), z
 
     def grad_autograd(self, f: torch.Tensor) -> torch.Tensor:
