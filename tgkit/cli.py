@@ -151,8 +151,9 @@ def add_train_commands(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output root")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--chunk-edges", type=int, default=None,
-                   help="run the model over this many edges at a time (bounds memory for "
-                   "large cells, e.g. 32768 for 10k-atom bilayers); default: all at once")
+                   help="run the model over this many edges at a time (bounds memory, and "
+                   "on a CPU is faster); 0: all at once; default: 4096 on a CPU, all at once "
+                   "on a GPU")
     p.add_argument("--cutoff", type=float, default=None,
                    help="edges within this radius (Angstrom) instead of the hamiltonians.h5 "
                    "keys, for structures without DFT Hamiltonians")

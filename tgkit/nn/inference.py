@@ -26,12 +26,17 @@ from tgkit.nn.heads import element_mask
 from tgkit.nn.model import HamiltonianModel
 
 
+# edges per chunk for CPU inference: a chunk's activations stay in cache (2048-16384 measured
+# on the 2-core development VM: 4096 fastest; bench/README.md)
+CPU_CHUNK_EDGES = 4096
+
+
 def _chunks(num: int, size: int) -> list[slice]:
     return [slice(a, min(a + size, num)) for a in range(0, num, size)]
 
 
 def predict_chunked(
-    model: HamiltonianModel, graph: dict[str, torch.Tensor], chunk_edges: int = 4096
+    model: HamiltonianModel, graph: dict[str, torch.Tensor], chunk_edges: int = CPU_CHUNK_EDGES
 ) -> dict[str, torch.Tensor]:
     """Predicted blocks of every edge, computing at most ``chunk_edges`` edges at a time.
 
@@ -123,7 +128,10 @@ def predict_structure(
         structure: edges are its Hamiltonian keys; a structure without blocks (a rotated or
             generated geometry) takes the pairs within ``cutoff`` (default: the model's cutoff).
         device: where to run (default: the model's device).
-        chunk_edges: run :func:`predict_chunked` with this many edges per chunk (large cells).
+        chunk_edges: run :func:`predict_chunked` with this many edges per chunk; 0: the
+            plain forward pass over all edges at once; None (default): chunks of
+            :data:`CPU_CHUNK_EDGES` on a CPU (fastest there, and bounded memory), all at once
+            on a GPU.
     """
     param = next(model.parameters())
     if cutoff is None and not structure.hamiltonians:
@@ -138,6 +146,8 @@ def predict_structure(
     g = to_device(g, param.device if device is None else device)
     with torch.no_grad():  # never inference_mode: the Grad operator needs autograd inside
         if chunk_edges is None:
+            chunk_edges = CPU_CHUNK_EDGES if g[K.EDGE_VEC].device.type == "cpu" else 0
+        if chunk_edges == 0:
             h = model(g)[K.H_PRED]
         else:
             h = predict_chunked(model, g, chunk_edges)[K.H_PRED]

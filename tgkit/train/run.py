@@ -320,7 +320,8 @@ def predict(model_path: str | Path, data: str | Path, out: str | Path, device: s
         out: output root.
         cutoff: edges within this radius (Angstrom) instead of the hamiltonians.h5 keys, for
             structures without DFT Hamiltonians.
-        chunk_edges: evaluate this many edges at a time (``predict_chunked``, large cells).
+        chunk_edges: evaluate this many edges at a time (``predict_chunked``); 0: all at
+            once; None: ``predict_structure``'s default (4096 on a CPU, all at once on a GPU).
     """
     _, dev = init_distributed(device)
     model, _ = _load_for_eval(Path(model_path), dev)
