@@ -208,7 +208,9 @@ class FrameProduct(nn.Module):
         # (E, 2l+1, C_t) per type, rows m3 = -l..l, then each output irrep channel-major
         by_type = {}
         for ir in self.types:
-            rows = [acc[ir, abs(m3)][:, (1 if m3 < 0 else 0):][:, :1] for m3 in range(-ir.l, ir.l + 1)]
+            # acc[ir, m] holds rows (+m, -m); m3 = -l..l picks one row each
+            rows = [acc[ir, abs(m3)][:, int(m3 < 0):int(m3 < 0) + 1]
+                    for m3 in range(-ir.l, ir.l + 1)]
             by_type[ir] = torch.cat(rows, dim=1)
         pieces = []
         for k, (mul, ir) in enumerate(self.irreps_out):

@@ -4,12 +4,12 @@ Every per-edge operation of the model (messages, edge updates, TraceGrad on edge
 acts on one edge at a time, and the only cross-edge operations are the sum of messages onto
 nodes and the hermitian average of an edge with its reverse. So the forward pass can run
 layer by layer over chunks of edges: messages are summed chunk by chunk into the node
-accumulator, each edge update writes its slice of the new edge features, and the head
-decodes every edge once and symmetrises each chunk with its reverse edges. Peak memory is then the
+accumulator, each edge update writes its slice of the new edge features, and the head decodes
+every edge once and symmetrises each chunk with its reverse edges. Peak memory is then the
 stored features (``E x irreps_hidden.dim`` per layer) and per-edge geometry (radial basis,
 harmonics and edge-frame Wigner matrices, ~230 floats for lmax 4) plus one chunk's
-activations, instead of every activation of every edge at once. The result equals ``model(graph)[H_PRED]`` up to
-float round-off (tested).
+activations, instead of every activation of every edge at once. The result equals
+``model(graph)[H_PRED]`` up to float round-off (tested).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from tgkit.errors import TgkitError
 from tgkit.nn.edge_frame import edge_frame
 from tgkit.nn.heads import element_mask
 from tgkit.nn.model import HamiltonianModel
-
 
 # edges per chunk for CPU inference: a chunk's activations stay in cache (2048-16384 measured
 # on the 2-core development VM: 4096 fastest; bench/README.md)
