@@ -177,8 +177,11 @@ def _data_build(args: argparse.Namespace) -> int:
     from tgkit.data import structures as st
     from tgkit.data.builders import build_dataset, get_backend
 
+    extra_info = None
     if args.twisted:
         atoms = [st.twisted_bilayer_graphene(*args.twisted)]
+        # info.json "twisted": true puts it in the paper's "t" test subset (tgkit.data.splits)
+        extra_info = [{"twisted": True, "twist_angle": atoms[0].info["twist_angle"]}]
     else:
         if args.family not in st.FAMILIES:
             raise TgkitError(f"unknown family {args.family!r}; known: {', '.join(st.FAMILIES)}")
@@ -190,7 +193,9 @@ def _data_build(args: argparse.Namespace) -> int:
     else:
         settings.update(fourier_factor=args.fourier_factor, ke_cutoff=args.ke_cutoff)
     backend = get_backend(args.backend, **settings)
-    stats = build_dataset(atoms, args.out, backend, pair_cutoff=args.pair_cutoff, jobs=args.jobs)
+    stats = build_dataset(atoms, args.out, backend, pair_cutoff=args.pair_cutoff, jobs=args.jobs,
+                          names=[args.name] if args.twisted and args.name else None,
+                          extra_info=extra_info)
     print(f"built {len(stats)} structure(s) into {args.out}")
     return 0
 
@@ -239,7 +244,10 @@ def add_data_commands(sub) -> None:
                    help="Gaussian displacement amplitude in Angstrom (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first structure")
     p.add_argument("--twisted", type=int, nargs=2, metavar=("M", "N"),
-                   help="build one commensurate twisted bilayer graphene (m, n) instead")
+                   help="build one commensurate twisted bilayer graphene (m, n) instead; "
+                   "marked \"twisted\": true in info.json (the test set's \"t\" subset)")
+    p.add_argument("--name", help="with --twisted: the structure directory's name "
+                   "(default 0000)")
     p.add_argument("--backend", choices=["cp2k", "pyscf"], default="cp2k")
     p.add_argument("--kmesh", type=int, nargs=3, default=[3, 3, 1], help="k mesh (default 3 3 1)")
     p.add_argument("--mpi-procs", type=int, default=2, help="MPI ranks per CP2K run (default 2)")
