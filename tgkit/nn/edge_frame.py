@@ -2,9 +2,10 @@
 
 Rotate an edge so that it points along e3nn's polar axis (y): its spherical harmonics then have
 only their m = 0 components, ``Y_l = s_l e_0``. A depthwise ('uvu') path ``(l1, l2) -> l3`` of
-the product with ``Y`` becomes one fixed ``(2l1+1, 2l3+1)`` matrix, ``path_weight *
-wigner_3j(l1, l2, l3)[:, m2=0, :]``, times the per-edge weight and ``s_l2``: O(L^2) work per
-path instead of e3nn's O(L^3), and all paths that read the same input degree are one matmul.
+the product with ``Y`` becomes the fixed matrix ``path_weight * wigner_3j(l1, l2, l3)[:, m2=0,
+:]`` times the per-edge weight and ``s_l2``; it couples only ``|m1| = |m3|``, so a path costs
+O(L) per channel instead of e3nn's O(L^3), and the paths are batched into one matmul per
+``|m|`` and input irrep (:class:`FrameProduct`).
 Since the linear map after the product and the gate act on channels only, they commute with
 rotations and run in the frame too; one rotation in and one out per convolution. Exact: by
 equivariance ``TP(x, Y(r)) = D TP(D^T x, D^T Y(r))`` for any rotation D taking y onto r, and
