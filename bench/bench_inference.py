@@ -125,11 +125,13 @@ def summarize(rows: list[dict]) -> tuple[list[dict], dict]:
 
 
 def main() -> None:
+    from tgkit.nn.inference import CPU_CHUNK_EDGES
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--m", type=int, nargs="+", default=[9, 19],
                    help="twisted-bilayer indices (9: 1084, 19: 4564, 29: 10444 atoms)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (2-core target)")
-    p.add_argument("--chunk", type=int, default=4096, help="edges per chunk")
+    p.add_argument("--chunk", type=int, default=CPU_CHUNK_EDGES, help="edges per chunk")
     p.add_argument("--cutoff", type=float, default=7.0, help="neighbour radius, Angstrom")
     p.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
     p.add_argument("--model", help="a trained model.pt instead of random weights")

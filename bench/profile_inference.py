@@ -24,6 +24,7 @@ import torch
 
 import tgkit.nn.blocks
 import tgkit.nn.inference
+import tgkit.nn.model
 from tgkit.config import load_config
 from tgkit.data.deeph import Structure
 from tgkit.data.graph import structure_to_graph
@@ -72,7 +73,8 @@ def time_function(module, name: str, tag: str, acc: dict[str, float]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--m", type=int, default=3)
-    p.add_argument("--chunk", type=int, default=4096, help="edges per chunk")
+    p.add_argument("--chunk", type=int, default=tgkit.nn.inference.CPU_CHUNK_EDGES,
+                   help="edges per chunk")
     p.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
     p.add_argument("--results", default=str(ROOT / "bench/results/profile_inference.json"))
     args = p.parse_args()
@@ -92,7 +94,7 @@ def main() -> None:
     acc: dict[str, float] = collections.defaultdict(float)
     rotations = "conv: rotations into / out of the edge frame"
     time_function(tgkit.nn.blocks, "rotate", rotations, acc)
-    time_function(tgkit.nn.inference, "edge_frame", "edge frames (Wigner-D per edge, once)", acc)
+    time_function(tgkit.nn.model, "edge_frame", "edge frames (Wigner-D per edge, once)", acc)
     for name, mod in model.named_modules():
         tag = tag_of(name, mod)
         if tag is None:

@@ -77,9 +77,6 @@ def _ablate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from tgkit.train.run import predict
 
-    if args.chunk_edges is not None and args.chunk_edges < 0:
-        raise TgkitError(f"--chunk-edges: must be 0 (all at once) or positive, got "
-                          f"{args.chunk_edges}")
     files = predict(args.model, args.data, args.out, args.device, args.cutoff, args.chunk_edges)
     print(f"wrote {len(files)} hamiltonians_pred.h5 file(s) under {args.out}")
     return 0

@@ -245,7 +245,7 @@ def wigner_D_chain(rot: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     e = rot.shape[0]
     ds = [torch.ones(e, 1, 1, dtype=rot.dtype, device=rot.device), rot][: lmax + 1]
     for l in range(2, lmax + 1):
-        c = _cg_chain(l).to(rot.dtype).to(rot.device)
+        c = _cg_chain(l).to(dtype=rot.dtype, device=rot.device)
         prev = ds[-1]
         kron = (prev[:, :, None, :, None] * rot[:, None, :, None, :]).reshape(
             e, 3 * (2 * l - 1), 3 * (2 * l - 1))

@@ -55,3 +55,17 @@ def test_predict_structure_from_keys_or_cutoff():
                             basis={**DEFAULT_BASIS, 7: (0, 1)})
     with pytest.raises(TgkitError, match="does not fit the model's basis"):
         predict_structure(model, unknown)
+
+
+def test_predict_structure_rejects_negative_chunk():
+    from tgkit.data.deeph import Structure
+    from tgkit.errors import TgkitError
+    from tgkit.testing import random_crystal
+
+    lat, pos = random_crystal([6, 6], seed=2)
+    s = Structure(numbers=[6, 6], lattice=lat, positions=pos, orbital_types=[[0, 0, 1, 1, 2]] * 2,
+                  hamiltonians={})
+    from tgkit.nn.inference import predict_structure
+
+    with pytest.raises(TgkitError, match="chunk_edges .*must be 0"):
+        predict_structure(get_model("baseline"), s, chunk_edges=-3)

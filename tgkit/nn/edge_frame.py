@@ -155,8 +155,8 @@ class FrameProduct(nn.Module):
             signs = (1, -1) if m else (1,)
             for a, (mul, ir_a) in enumerate(in1):
                 mine = [(ir_t, *parts[a, ir_t]) for ir_t in self.types
-                        if (a, ir_t) in parts and ir_t.l >= m and ir_a.l >= m]
-                if not mine:
+                        if (a, ir_t) in parts and ir_t.l >= m]
+                if ir_a.l < m or not mine:
                     continue
                 w0, w1 = mine[0][1], mine[-1][1] + mine[-1][3] - mine[-1][2]
                 mat = torch.zeros(mul, len(signs), len(signs), w1 - w0, dtype=torch.float64)

@@ -132,10 +132,8 @@ class HamiltonianHead(nn.Module):
     def combine(self, y: torch.Tensor, y_reverse: torch.Tensor) -> torch.Tensor:
         """Hermitian blocks from the decoder outputs ``y = linear(x)`` of edges and of their
         reverse edges, ``(E, irreps_out.dim)`` each (chunked inference decodes every edge once)."""
-        h_rev = self._blocks(y_reverse)
-        if not self.spinful:
-            return 0.5 * (self._blocks(y) + h_rev.transpose(-1, -2))
-        return 0.5 * (self._blocks(y) + h_rev.transpose(-1, -2).conj())
+        h_rev = self._blocks(y_reverse).transpose(-1, -2)
+        return 0.5 * (self._blocks(y) + (h_rev.conj() if self.spinful else h_rev))
 
     def _blocks(self, y: torch.Tensor) -> torch.Tensor:
         b = self.basis.dim

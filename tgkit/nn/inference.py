@@ -21,7 +21,6 @@ from tgkit import keys as K
 from tgkit.data.deeph import Key, Structure
 from tgkit.data.graph import graph_blocks, structure_to_graph, to_device
 from tgkit.errors import TgkitError
-from tgkit.nn.edge_frame import edge_frame
 from tgkit.nn.heads import element_mask
 from tgkit.nn.model import HamiltonianModel
 
@@ -63,12 +62,7 @@ def predict_chunked(
 
     # per chunk, computed once for all layers: radial basis, harmonics and edge frames
     # (~230 floats per edge; recomputing the frames per layer would cost more than a conv)
-    geometry = []
-    for c in parts:
-        sh = model.spherical_harmonics(vec[c])
-        frame = (edge_frame(vec[c], sh, model.model_config.lmax, model.lmax_features)
-                 if model.use_edge_frame else None)
-        geometry.append((model.radial_basis(vec[c].norm(dim=-1)), sh, frame))
+    geometry = [model.edge_geometry(vec[c]) for c in parts]
 
     node = model.node_embedding(species)
     edge = torch.cat([model.edge_embedding(radial) for radial, _, _ in geometry])
@@ -132,6 +126,9 @@ def predict_structure(
             :data:`CPU_CHUNK_EDGES` on a CPU (fastest there, and bounded memory), all at once
             on a GPU.
     """
+    if chunk_edges is not None and chunk_edges < 0:
+        raise TgkitError(f"chunk_edges (--chunk-edges): must be 0 (all at once) or positive, "
+                         f"got {chunk_edges}")
     param = next(model.parameters())
     if cutoff is None and not structure.hamiltonians:
         cutoff = model.model_config.cutoff

@@ -32,7 +32,7 @@ from tgkit.config import ModelConfig, TraceGradConfig, section_from_dict
 from tgkit.errors import ConfigError, TgkitError
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.blocks import EdgeUpdateBlock, NodeUpdateBlock
-from tgkit.nn.edge_frame import edge_frame
+from tgkit.nn.edge_frame import EdgeFrame, edge_frame
 from tgkit.nn.embedding import EdgeSphericalHarmonics, GaussianRadialBasis, SpeciesEmbedding
 from tgkit.nn.heads import HamiltonianHead, block_mask, element_mask
 from tgkit.nn.tracegrad import TraceDecoder, TraceGrad, trace_labels
@@ -155,15 +155,19 @@ class HamiltonianModel(nn.Module):
     def setup(self) -> str:
         return self.tracegrad_config.setup
 
+    def edge_geometry(self, vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                         EdgeFrame | None]:
+        """Radial basis, spherical harmonics and edge frame (None when ``use_edge_frame`` is
+        off) of cartesian edge vectors ``(E, 3)``: computed once, shared by all blocks."""
+        sh = self.spherical_harmonics(vec)
+        frame = (edge_frame(vec, sh, self.model_config.lmax, self.lmax_features)
+                 if self.use_edge_frame else None)
+        return self.radial_basis(vec.norm(dim=-1)), sh, frame
+
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Predict the blocks of every edge of ``graph`` (see the module docstring)."""
         edge_index, species = graph[K.EDGE_INDEX], graph[K.SPECIES]
-        vec = graph[K.EDGE_VEC]
-        radial = self.radial_basis(vec.norm(dim=-1))
-        sh = self.spherical_harmonics(vec)
-        # one rotation per edge, shared by all blocks
-        frame = (edge_frame(vec, sh, self.model_config.lmax, self.lmax_features)
-                 if self.use_edge_frame else None)
+        radial, sh, frame = self.edge_geometry(graph[K.EDGE_VEC])
         node = self.node_embedding(species)
         edge = self.edge_embedding(radial)
         z = None
