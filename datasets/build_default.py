@@ -46,6 +46,8 @@ def main() -> None:
     (out / "build_stats.json").write_text(
         json.dumps(sorted(stats, key=lambda s: s["name"]), indent=1) + "\n"
     )
+    if not args.tiny:  # --tiny "": no tiny slice (the large sets)
+        return
     tiny = Path(args.tiny)
     for name in TINY:
         if (out / name).exists():

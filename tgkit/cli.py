@@ -171,6 +171,8 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _data_build(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from tgkit.data import structures as st
     from tgkit.data.builders import build_dataset, get_backend
 
@@ -182,8 +184,24 @@ def _data_build(args: argparse.Namespace) -> int:
     else:
         if args.family not in st.FAMILIES:
             raise TgkitError(f"unknown family {args.family!r}; known: {', '.join(st.FAMILIES)}")
-        base = st.FAMILIES[args.family](size=tuple(args.size))
-        atoms = [st.thermal_perturb(base, args.sigma, seed=args.seed + k) for k in range(args.num)]
+        if args.stacking is not None and args.family != "BG":
+            raise TgkitError(f"--stacking applies to --family BG, not {args.family}")
+        seeds = [args.seed + k for k in range(args.num)]
+        # "shifted": a uniform random top-layer shift per structure, drawn from its seed
+        stackings = [
+            [round(float(x), 6) for x in np.random.default_rng([s, 1]).random(2)]
+            if args.stacking == "shifted" else args.stacking
+            for s in seeds
+        ]
+        atoms = [
+            st.thermal_perturb(
+                st.FAMILIES[args.family](size=tuple(args.size),
+                                         **({"stacking": stk} if stk is not None else {})),
+                args.sigma, seed=s)
+            for s, stk in zip(seeds, stackings)
+        ]
+        if args.stacking is not None:
+            extra_info = [{"stacking": stk} for stk in stackings]
     settings = {"kmesh": tuple(args.kmesh)}
     if args.backend == "cp2k":
         settings["mpi_procs"] = args.mpi_procs
@@ -237,6 +255,9 @@ def add_data_commands(sub) -> None:
     p.add_argument("--size", type=int, nargs=2, default=[2, 2], metavar=("N1", "N2"),
                    help="in-plane supercell of the family's cell (default 2 2)")
     p.add_argument("--num", type=int, default=4, help="number of structures (default 4)")
+    p.add_argument("--stacking", choices=["AB", "AA", "shifted"], default=None,
+                   help="--family BG only: AB (Bernal, the family's default), AA, or shifted "
+                   "(a random in-plane top-layer shift per structure); recorded in info.json")
     p.add_argument("--sigma", type=float, default=0.05,
                    help="Gaussian displacement amplitude in Angstrom (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first structure")

@@ -59,12 +59,31 @@ def mos2(size: tuple[int, int] = (2, 2), a: float = 3.16, vacuum: float = DEFAUL
     return _repeat(_hex_layers(a, [("S", "B", -h), ("Mo", "A", 0.0), ("S", "B", h)], vacuum), size)
 
 
+STACKINGS = {"AA": (0.0, 0.0), "AB": (1 / 3, 2 / 3)}  # top-layer shift, fractions of a1, a2
+
+
 def bilayer_graphene(
-    size: tuple[int, int] = (2, 2), a: float = 2.46, d: float = 3.35, vacuum: float = DEFAULT_VACUUM
+    size: tuple[int, int] = (2, 2),
+    a: float = 2.46,
+    d: float = 3.35,
+    vacuum: float = DEFAULT_VACUUM,
+    stacking: str | Sequence[float] = "AB",
 ) -> Atoms:
-    """AB (Bernal) bilayer graphene (BG); interlayer distance d = 3.35 Angstrom."""
-    layers = [("C", "A", 0.0), ("C", "B", 0.0), ("C", "B", d), ("C", "C", d)]
-    return _repeat(_hex_layers(a, layers, vacuum), size)
+    """Bilayer graphene (BG); interlayer distance d = 3.35 Angstrom.
+
+    ``stacking``: "AB" (Bernal, the default), "AA", or a fractional in-plane shift (s1, s2) of
+    the top layer relative to AA (AB is (1/3, 2/3)); shifted stackings sample the sliding
+    energy landscape between AA and AB.
+    """
+    shift = STACKINGS[stacking] if isinstance(stacking, str) else tuple(stacking)
+    if len(shift) != 2:
+        raise ValueError(f"stacking shift must have 2 fractions, got {stacking!r}")
+    atoms = _hex_layers(a, [("C", "A", 0.0), ("C", "B", 0.0), ("C", "A", d), ("C", "B", d)], vacuum)
+    top = atoms.positions[:, 2] > 0
+    frac = atoms.get_scaled_positions(wrap=False)
+    frac[top, :2] = (frac[top, :2] + np.asarray(shift, float)) % 1.0  # in-plane only: keep z near 0
+    atoms.set_scaled_positions(frac)
+    return _repeat(atoms, size)
 
 
 def bilayer_bismuthene(
