@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TG=${TG:-.venv/bin/tgkit}
+PY=${PY:-.venv/bin/python}
 OUT=datasets/large
 export OMP_NUM_THREADS=1
 
@@ -27,7 +28,7 @@ mkdir -p $OUT/graphene-60
 for d in datasets/graphene-8/000?; do
   [ -e $OUT/graphene-60/$(basename $d) ] || cp -r $d $OUT/graphene-60/
 done
-.venv/bin/python datasets/build_default.py --out $OUT/graphene-60 --num 60 --tiny ""
+$PY datasets/build_default.py --out $OUT/graphene-60 --num 60 --tiny ""
 $TG data build --twisted 2 3 --name t001 --kmesh 2 2 1 --pair-cutoff 7.0 --out $OUT/bilayer
 
 find $OUT -name '*.h5' -o -name info.json | sort | xargs sha256sum > datasets/large.sha256.new
