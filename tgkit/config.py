@@ -97,6 +97,14 @@ class TraceGradConfig:
         hidden: width of the hidden layer of s_nonlin (Linear, LayerNorm, SiLU, Linear).
         num_z: width of the invariant feature z = s_nonlin(u); v = d(sum z)/df.
         decoder_hidden: width of the hidden layer of the shallow T decoder.
+        grad_where: which encoder features get o = f + v: ``both`` (node and edge features of
+            every module, the paper's), ``node``, ``edge``, or ``last`` (node and edge
+            features of the last module only).
+        grad_init: ``default`` (PyTorch's init of s_nonlin) or ``zero`` (its last layer starts
+            at zero, so v = 0 and the model starts as the baseline: a residual that must earn
+            its contribution).
+        grad_norm: divide v by ``1 + rms(v)`` (RMS over the feature dimension of each item;
+            invariant, so equivariance holds), which bounds the update's size.
     """
 
     setup: str = "tracegrad"
@@ -104,12 +112,19 @@ class TraceGradConfig:
     hidden: int = 64
     num_z: int = 32
     decoder_hidden: int = 64
+    grad_where: str = "both"
+    grad_init: str = "default"
+    grad_norm: bool = False
 
     def __post_init__(self) -> None:
         _check(self.setup in SETUPS, "tracegrad", "setup",
                f"must be one of {', '.join(SETUPS)}, got {self.setup!r}")
         for name in ("num_invariants", "hidden", "num_z", "decoder_hidden"):
             _check(getattr(self, name) >= 1, "tracegrad", name, "must be >= 1")
+        _check(self.grad_where in ("both", "node", "edge", "last"), "tracegrad", "grad_where",
+               f"must be both, node, edge or last, got {self.grad_where!r}")
+        _check(self.grad_init in ("default", "zero"), "tracegrad", "grad_init",
+               f"must be default or zero, got {self.grad_init!r}")
 
     @property
     def use_trace(self) -> bool:

@@ -12,7 +12,9 @@ import torch
 from tgkit import keys as K
 from tgkit.data.graph import collate
 from tgkit.irreps import basis_rotation
+from tgkit.config import TraceGradConfig
 from tgkit.nn import load_model, save_model, trace_labels
+from tgkit.nn.tracegrad import TraceGrad
 
 from .conftest import SETUPS, TOL, get_model, rotate_graph, rotations
 
@@ -219,3 +221,35 @@ def test_edge_frame_path_equals_e3nn_path(setup, spinful, mixed_graph):
         if key in ref:
             assert ref[key].abs().max() > 1e-3
             assert (fast[key] - ref[key]).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("variant", [
+    {"grad_where": "node"}, {"grad_where": "edge"}, {"grad_where": "last"},
+    {"grad_norm": True}, {"grad_init": "zero"},
+], ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()))
+def test_grad_variants_are_equivariant(variant, mixed_graph):
+    """Every tracegrad.* variant keeps O(3) equivariance (and trains its T decoder)."""
+    from tgkit.nn import HamiltonianModel
+
+    from .conftest import BASIS, TINY, TINY_TG
+
+    torch.manual_seed(0)
+    tg = TraceGradConfig(setup="tracegrad", **TINY_TG, **variant)
+    model = HamiltonianModel(BASIS, False, TINY, tg, dtype=torch.float64).eval()
+    with torch.no_grad():
+        _assert_equivariant(model, mixed_graph, False)
+    grads = [m for m in [*model.node_grads, *model.edge_grads] if isinstance(m, TraceGrad)]
+    where = variant.get("grad_where", "both")
+    expected = {"both": 4, "node": 2, "edge": 2, "last": 2}[where]
+    assert len(grads) == expected
+
+
+def test_zero_init_grad_starts_as_identity(mixed_graph):
+    """grad_init=zero: v = 0 at initialisation, so o = f in every Grad module."""
+    torch.manual_seed(0)
+    f = torch.randn(5, TraceGrad("4x0e+2x1o+1x2e", 8, 16, 8).irreps_in.dim, dtype=torch.float64)
+    tg = TraceGrad("4x0e+2x1o+1x2e", 8, 16, 8, zero_init=True).double()
+    o, _ = tg(f)
+    assert torch.equal(o, f)
+    default = TraceGrad("4x0e+2x1o+1x2e", 8, 16, 8).double()
+    assert (default(f)[0] - f).abs().max() > 1e-6  # the default init does move f

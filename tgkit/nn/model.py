@@ -35,7 +35,7 @@ from tgkit.nn.blocks import EdgeUpdateBlock, NodeUpdateBlock
 from tgkit.nn.edge_frame import EdgeFrame, edge_frame
 from tgkit.nn.embedding import EdgeSphericalHarmonics, GaussianRadialBasis, SpeciesEmbedding
 from tgkit.nn.heads import HamiltonianHead, block_mask, element_mask
-from tgkit.nn.tracegrad import TraceDecoder, TraceGrad, trace_labels
+from tgkit.nn.tracegrad import NoGrad, TraceDecoder, TraceGrad, trace_labels
 
 FORMAT = "tgkit-model"
 FORMAT_VERSION = 1
@@ -138,15 +138,29 @@ class HamiltonianModel(nn.Module):
                 f"which the orbital basis {self.basis.orbital_types} needs")
 
         def branch(irreps: o3.Irreps, use_grad: bool) -> TraceGrad:
-            return TraceGrad(irreps, tg.num_invariants, tg.hidden, tg.num_z, use_grad)
+            return TraceGrad(irreps, tg.num_invariants, tg.hidden, tg.num_z, use_grad,
+                             zero_init=tg.grad_init == "zero", normalize=tg.grad_norm)
 
-        # Grad: o = f + v after every node and edge update; Trace only: z on the last edges
+        # Grad: o = f + v after the node and edge updates that tracegrad.grad_where names
+        # (the paper: all of them); Trace only: z on the last edges. A position without Grad
+        # holds a NoGrad, so indexing stays per block.
+        last = cfg.num_blocks - 1
+        on_node = [tg.use_grad and (tg.grad_where in ("both", "node") or
+                                    (tg.grad_where == "last" and k == last))
+                   for k in range(cfg.num_blocks)]
+        on_edge = [tg.use_grad and (tg.grad_where in ("both", "edge") or
+                                    (tg.grad_where == "last" and k == last))
+                   for k in range(cfg.num_blocks)]
         self.node_grads = nn.ModuleList(
-            [branch(hidden, True) for _ in range(cfg.num_blocks)] if tg.use_grad else [])
+            [branch(hidden, True) if g else NoGrad() for g in on_node]
+            if any(on_node) else [])
         self.edge_grads = nn.ModuleList(
-            [branch(b.irreps_out, True) for b in self.edge_blocks] if tg.use_grad else [])
+            [branch(b.irreps_out, True) if g else NoGrad()
+             for g, b in zip(on_edge, self.edge_blocks, strict=True)] if any(on_edge) else [])
+        # z of the last edges feeds the T decoder: from its Grad module, or a Trace-only branch
         self.trace_branch = (
-            branch(self.irreps_post_edge, False) if tg.use_trace and not tg.use_grad else None)
+            branch(self.irreps_post_edge, False)
+            if tg.use_trace and not (self.edge_grads and on_edge[last]) else None)
         self.trace_decoder = (
             TraceDecoder(tg.num_z, tg.decoder_hidden, len(self.basis.shell_pairs()))
             if tg.use_trace else None)
@@ -177,7 +191,8 @@ class HamiltonianModel(nn.Module):
                 node, _ = self.node_grads[k](node)
             edge = eb(node, edge, edge_index, species, sh, radial, frame)
             if self.edge_grads:
-                edge, z = self.edge_grads[k](edge)
+                edge, z_k = self.edge_grads[k](edge)
+                z = z if z_k is None else z_k
         si, sj = species[edge_index[0]], species[edge_index[1]]
         mask = element_mask(self.basis, si, sj, self.spinful)
         h = self.head(edge, graph[K.REVERSE_EDGE])

@@ -33,18 +33,20 @@ class TraceGrad(nn.Module):
         hidden: hidden width of s_nonlin.
         num_z: width of z.
         use_grad: add v to f (Grad); otherwise o = f and only z is computed (Trace only).
+        zero_init: start s_nonlin's last layer at zero, so v = 0 at initialisation.
+        normalize: divide v by ``1 + rms(v)`` per item (an invariant, so still equivariant).
 
     Shapes: ``f (..., irreps.dim)`` -> ``(o (..., irreps.dim), z (..., num_z))``; z is 0e.
     """
 
     def __init__(
         self, irreps: o3.Irreps | str, num_invariants: int, hidden: int, num_z: int,
-        use_grad: bool = True,
+        use_grad: bool = True, zero_init: bool = False, normalize: bool = False,
     ) -> None:
         super().__init__()
         self.irreps_in = self.irreps_out = o3.Irreps(irreps)
         self.irreps_z = o3.Irreps(f"{num_z}x0e")
-        self.use_grad = use_grad
+        self.use_grad, self.normalize = use_grad, normalize
         # one group per irrep type (l, p): slices of f that are channels of that type
         self.groups: list[tuple[o3.Irrep, list[slice], int]] = []
         for ir in sorted({ir for mul, ir in self.irreps_in if mul > 0}):
@@ -61,6 +63,8 @@ class TraceGrad(nn.Module):
             nn.Linear(num_invariants, hidden), nn.LayerNorm(hidden), nn.SiLU(),
             nn.Linear(hidden, num_z),
         )
+        if zero_init:
+            nn.init.zeros_(self.s_nonlin[-1].weight)
 
     def _split(self, f: torch.Tensor) -> list[torch.Tensor]:
         """f -> per irrep type ``(..., mul, 2l+1)``."""
@@ -108,7 +112,10 @@ class TraceGrad(nn.Module):
             # sum_c dZ/du_c (W^c + W^c^T), symmetrised on the small W rather than per item
             m = (dz_du @ (w + w.transpose(-1, -2)).flatten(1)).unflatten(-1, (mul, mul))
             v.append(m @ x / ir.dim**0.5)
-        return f + self._merge(v, f), z
+        v = self._merge(v, f)
+        if self.normalize:
+            v = v / (1.0 + v.pow(2).mean(-1, keepdim=True).sqrt())
+        return f + v, z
 
     def grad_autograd(self, f: torch.Tensor) -> torch.Tensor:
         """Reference ``v = d(sum z)/df`` by plain autograd through square and s_nonlin (tests)."""
@@ -116,6 +123,13 @@ class TraceGrad(nn.Module):
             f = f.detach().requires_grad_(True)
             z = self.s_nonlin(self.square(self._split(f)))
             return torch.autograd.grad(z.sum(), f)[0]
+
+
+class NoGrad(nn.Module):
+    """A module position without Grad (``tracegrad.grad_where``): ``f -> (f, None)``."""
+
+    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return f, None
 
 
 class TraceDecoder(nn.Module):
