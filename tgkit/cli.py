@@ -20,7 +20,8 @@ Handler = Callable[[argparse.Namespace], int]
 def _preprocess(args: argparse.Namespace) -> int:
     from tgkit.data.store import GraphDataset, build_cache
 
-    out = build_cache(args.data, args.out, cutoff=args.cutoff, progress=not args.quiet)
+    out = build_cache(args.data, args.out, cutoff=args.cutoff, progress=not args.quiet,
+                      skip_bad=args.skip_bad)
     ds = GraphDataset(out)
     edges = sum(ds.num_edges())
     print(
@@ -40,6 +41,8 @@ def _load_cfg(args: argparse.Namespace):
     data, train = {}, {}
     if getattr(args, "data", None):
         data["path"] = str(args.data)
+    if getattr(args, "skip_bad", False):
+        data["skip_bad"] = True
     for key in ("out_dir", "device", "dtype", "epochs", "max_steps", "seed"):
         value = getattr(args, key, None)
         if value is not None:
@@ -109,6 +112,9 @@ def add_train_commands(sub) -> None:
     p.add_argument("--out-dir", dest="out_dir", type=Path, help="override train.out_dir")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from OUT_DIR/last.pt when it exists")
+    p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
+                   help="set data.skip_bad: leave out (and list) structures that fail "
+                   "validation instead of stopping")
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -326,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(for structures without DFT Hamiltonians); default: the keys",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
+                   help="leave out structures that fail validation, listing them with a "
+                   "count, instead of stopping at the first (default: stop)")
     p.set_defaults(func=_preprocess)
     add_train_commands(sub)
     add_data_commands(sub)

@@ -41,7 +41,7 @@ from tgkit.data.splits import (
     split_from_lists,
     split_from_manifest,
 )
-from tgkit.data.store import GraphDataset, build_cache
+from tgkit.data.store import GraphDataset, build_cache, cache_is_current
 from tgkit.errors import ConfigError, TgkitError
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.inference import predict_structure
@@ -71,7 +71,7 @@ def prepare_cache(config: Config, out_dir: Path, env: DistEnv = SINGLE) -> Path:
         raise ConfigError(f"data.path: {path} does not exist")
     cache = Path(config.data.cache) if config.data.cache else out_dir / "graphs.h5"
     if env.is_main and not _cache_matches(cache, path):
-        build_cache(path, cache, progress=False)
+        build_cache(path, cache, progress=False, skip_bad=config.data.skip_bad)
     barrier()
     return cache
 
@@ -82,7 +82,8 @@ def _cache_matches(cache: Path, source: Path) -> bool:
     import h5py
 
     with h5py.File(cache, "r") as f:
-        return f.attrs.get("source") == str(source.resolve()) and float(f.attrs["cutoff"]) < 0
+        same = f.attrs.get("source") == str(source.resolve()) and float(f.attrs["cutoff"]) < 0
+    return same and cache_is_current(cache, source)  # rebuilt when a source file changed
 
 
 def make_split(config: Config, ds: GraphDataset) -> Split:
