@@ -56,7 +56,7 @@ def _load_cfg(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     from tgkit.train.run import train
 
-    train(_load_cfg(args), resume=args.resume)
+    train(_load_cfg(args), resume=args.resume, force=args.force)
     return 0
 
 
@@ -80,7 +80,8 @@ def _ablate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from tgkit.train.run import predict
 
-    files = predict(args.model, args.data, args.out, args.device, args.cutoff, args.chunk_edges)
+    files = predict(args.model, args.data, args.out, args.device, args.cutoff, args.chunk_edges,
+                    force=args.force)
     print(f"wrote {len(files)} hamiltonians_pred.h5 file(s) under {args.out}")
     return 0
 
@@ -111,7 +112,10 @@ def add_train_commands(sub) -> None:
     _common_train_options(p)
     p.add_argument("--out-dir", dest="out_dir", type=Path, help="override train.out_dir")
     p.add_argument("--resume", action="store_true",
-                   help="continue exactly from OUT_DIR/last.pt when it exists")
+                   help="continue exactly from OUT_DIR/last.pt when it exists (from "
+                   "last.prev.pt, saying so, when last.pt is damaged)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a previous run in OUT_DIR (default: refuse; see --resume)")
     p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
                    help="set data.skip_bad: leave out (and list) structures that fail "
                    "validation instead of stopping")
@@ -163,6 +167,8 @@ def add_train_commands(sub) -> None:
     p.add_argument("--cutoff", type=float, default=None,
                    help="edges within this radius (Angstrom) instead of the hamiltonians.h5 "
                    "keys, for structures without DFT Hamiltonians")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing hamiltonians_pred.h5 files (default: refuse)")
     p.set_defaults(func=_predict)
 
 
@@ -225,7 +231,8 @@ def _bands(args: argparse.Namespace) -> int:
     from tgkit.physics.bands import bands_command
 
     res = bands_command(args.dir, args.pred, args.out, path=args.path, npoints=args.npoints,
-                        window=args.window, solver=args.solver, num_bands=args.num_bands)
+                        window=args.window, solver=args.solver, num_bands=args.num_bands,
+                        force=args.force)
     for k, v in res.summary().items():
         if not isinstance(v, (list, dict)):
             print(f"{k}: {v}")
@@ -306,6 +313,8 @@ def add_data_commands(sub) -> None:
                    "(large cells); auto: sparse above 3000 orbitals")
     p.add_argument("--num-bands", type=int, default=None,
                    help="sparse solver: eigenvalues nearest E_F per k point (default 20)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite bands.png/csv/json in OUT (default: refuse)")
     p.set_defaults(func=_bands)
 
 

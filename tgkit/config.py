@@ -27,6 +27,7 @@ import yaml
 from e3nn import o3
 
 from tgkit.errors import ConfigError
+from tgkit.io_utils import write_text
 
 SETUPS = ("baseline", "trace", "grad", "tracegrad")
 
@@ -310,4 +311,4 @@ def load_config(path: str | Path) -> Config:
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write a config as YAML (sections in declaration order)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
