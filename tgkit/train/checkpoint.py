@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from tgkit.errors import TgkitError
-from tgkit.io_utils import checksum_path, load_torch, save_torch
+from tgkit.io_utils import checksum_path, load_torch, save_torch, verify_checksum
 
 CHECKPOINT_FORMAT = "tgkit-checkpoint-1"
 
@@ -50,9 +50,17 @@ def previous_path(path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def keep_previous(path: str | os.PathLike) -> None:
-    """Rename ``path`` (and its checksum) to :func:`previous_path` before it is replaced."""
+def keep_previous(path: str | os.PathLike, verify: bool = False) -> None:
+    """Rename ``path`` (and its checksum) to :func:`previous_path` before it is replaced.
+
+    With ``verify``, a ``path`` that fails its checksum is not kept (the previous copy stays).
+    """
     path = Path(path)
+    if verify and path.is_file():
+        try:
+            verify_checksum(path)
+        except TgkitError:
+            return
     if path.is_file():
         prev = previous_path(path)
         if checksum_path(path).is_file():

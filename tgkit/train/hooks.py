@@ -88,12 +88,16 @@ class Checkpoint(Hook):
         self.every = every_n_steps
         self.order = 100
         self.best = math.inf
+        self._wrote_last = False
 
     def _save_last(self, trainer: Trainer) -> None:
         check_finite(trainer)  # a diverged model is never saved
         if trainer.env.is_main:
-            keep_previous(self.dir / "last.pt")  # --resume falls back to it if last.pt is bad
+            # --resume falls back to last.prev.pt if last.pt is bad; a last.pt this process
+            # did not write is checked first, so a damaged one never becomes the fallback
+            keep_previous(self.dir / "last.pt", verify=not self._wrote_last)
         trainer.save_checkpoint(self.dir / "last.pt")
+        self._wrote_last = True
 
     def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if self.every and trainer.global_step % self.every == 0:
