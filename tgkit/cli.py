@@ -20,7 +20,8 @@ Handler = Callable[[argparse.Namespace], int]
 def _preprocess(args: argparse.Namespace) -> int:
     from tgkit.data.store import GraphDataset, build_cache
 
-    out = build_cache(args.data, args.out, cutoff=args.cutoff, progress=not args.quiet)
+    out = build_cache(args.data, args.out, cutoff=args.cutoff, progress=not args.quiet,
+                      skip_bad=args.skip_bad)
     ds = GraphDataset(out)
     edges = sum(ds.num_edges())
     print(
@@ -40,6 +41,8 @@ def _load_cfg(args: argparse.Namespace):
     data, train = {}, {}
     if getattr(args, "data", None):
         data["path"] = str(args.data)
+    if getattr(args, "skip_bad", False):
+        data["skip_bad"] = True
     for key in ("out_dir", "device", "dtype", "epochs", "max_steps", "seed"):
         value = getattr(args, key, None)
         if value is not None:
@@ -53,7 +56,7 @@ def _load_cfg(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     from tgkit.train.run import train
 
-    train(_load_cfg(args), resume=args.resume)
+    train(_load_cfg(args), resume=args.resume, force=args.force)
     return 0
 
 
@@ -77,7 +80,8 @@ def _ablate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from tgkit.train.run import predict
 
-    files = predict(args.model, args.data, args.out, args.device, args.cutoff, args.chunk_edges)
+    files = predict(args.model, args.data, args.out, args.device, args.cutoff, args.chunk_edges,
+                    force=args.force)
     print(f"wrote {len(files)} hamiltonians_pred.h5 file(s) under {args.out}")
     return 0
 
@@ -108,7 +112,13 @@ def add_train_commands(sub) -> None:
     _common_train_options(p)
     p.add_argument("--out-dir", dest="out_dir", type=Path, help="override train.out_dir")
     p.add_argument("--resume", action="store_true",
-                   help="continue exactly from OUT_DIR/last.pt when it exists")
+                   help="continue exactly from OUT_DIR/last.pt when it exists (from "
+                   "last.prev.pt, saying so, when last.pt is damaged)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a previous run in OUT_DIR (default: refuse; see --resume)")
+    p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
+                   help="set data.skip_bad: leave out (and list) structures that fail "
+                   "validation instead of stopping")
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -157,6 +167,8 @@ def add_train_commands(sub) -> None:
     p.add_argument("--cutoff", type=float, default=None,
                    help="edges within this radius (Angstrom) instead of the hamiltonians.h5 "
                    "keys, for structures without DFT Hamiltonians")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing hamiltonians_pred.h5 files (default: refuse)")
     p.set_defaults(func=_predict)
 
 
@@ -219,7 +231,8 @@ def _bands(args: argparse.Namespace) -> int:
     from tgkit.physics.bands import bands_command
 
     res = bands_command(args.dir, args.pred, args.out, path=args.path, npoints=args.npoints,
-                        window=args.window, solver=args.solver, num_bands=args.num_bands)
+                        window=args.window, solver=args.solver, num_bands=args.num_bands,
+                        force=args.force)
     for k, v in res.summary().items():
         if not isinstance(v, (list, dict)):
             print(f"{k}: {v}")
@@ -300,6 +313,8 @@ def add_data_commands(sub) -> None:
                    "(large cells); auto: sparse above 3000 orbitals")
     p.add_argument("--num-bands", type=int, default=None,
                    help="sparse solver: eigenvalues nearest E_F per k point (default 20)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite bands.png/csv/json in OUT (default: refuse)")
     p.set_defaults(func=_bands)
 
 
@@ -326,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(for structures without DFT Hamiltonians); default: the keys",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
+                   help="leave out structures that fail validation, listing them with a "
+                   "count, instead of stopping at the first (default: stop)")
     p.set_defaults(func=_preprocess)
     add_train_commands(sub)
     add_data_commands(sub)

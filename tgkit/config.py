@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +27,7 @@ import yaml
 from e3nn import o3
 
 from tgkit.errors import ConfigError
+from tgkit.io_utils import write_text
 
 SETUPS = ("baseline", "trace", "grad", "tracegrad")
 
@@ -154,6 +156,8 @@ class DataConfig:
         val_fraction: share used for validation; the rest is the test set.
         split_seed: seed of the random draw (DeepH-E3 and the paper use 42).
         num_workers: DataLoader worker processes (0 reads in the training process).
+        skip_bad: leave out structure directories that fail validation (listed, with their
+            count, on stderr) instead of stopping at the first one (the default).
     """
 
     path: str = ""
@@ -163,6 +167,7 @@ class DataConfig:
     val_fraction: float = 0.2
     split_seed: int = 42
     num_workers: int = 0
+    skip_bad: bool = False
 
     def __post_init__(self) -> None:
         _check(0 < self.train_fraction <= 1, "data", "train_fraction", "must be in (0, 1]")
@@ -304,6 +309,8 @@ def section_from_dict(cls: type, data: Mapping[str, Any], section: str) -> Any:
                 value = float(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise ConfigError(f"{section}.{key}: expected {kind.__name__}, got {value!r}")
+            if kind is float and not math.isfinite(value):  # YAML .inf / .nan
+                raise ConfigError(f"{section}.{key}: must be a finite number, got {value!r}")
         values[key] = value
     return cls(**values)
 
@@ -341,4 +348,4 @@ def load_config(path: str | Path) -> Config:
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write a config as YAML (sections in declaration order)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

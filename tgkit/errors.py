@@ -25,3 +25,7 @@ class DeepHFormatError(TgkitError):
 
 class ConfigError(TgkitError):
     """A configuration value is unknown or impossible."""
+
+
+class TrainingDiverged(TgkitError):
+    """The loss or a parameter became NaN or inf during training."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -79,3 +80,28 @@ def test_cutoff_cache_for_structures_without_hamiltonians(tree, tmp_path):
     ds = GraphDataset(build_cache(tree, tmp_path / "c.h5", cutoff=4.5, progress=False))
     g = ds[1]
     assert K.HAMILTONIAN not in g and g[K.EDGE_INDEX].shape[1] > 4
+
+
+def test_cache_fingerprint_detects_changed_sources(tree, tmp_path):
+    from tgkit.config import config_from_dict
+    from tgkit.data.store import cache_is_current
+    from tgkit.train.run import prepare_cache
+
+    cfg = config_from_dict({"data": {"path": str(tree)}})
+    cache = prepare_cache(cfg, tmp_path / "run")
+    assert cache_is_current(cache, tree)
+    stamp = cache.stat().st_mtime_ns
+    h = tree / "a" / "hamiltonians.h5"
+    h.touch()  # new mtime, same bytes: still current, not rebuilt
+    assert cache_is_current(cache, tree)
+    assert prepare_cache(cfg, tmp_path / "run").stat().st_mtime_ns == stamp
+    with h5py.File(h, "a") as f:  # the source data changes: the cache is stale and rebuilt
+        for key in f:
+            f[key][...] = f[key][()] * 1.5
+    assert not cache_is_current(cache, tree)
+    prepare_cache(cfg, tmp_path / "run")
+    assert cache_is_current(cache, tree)
+    ds = GraphDataset(cache)
+    assert ds.names == ["a", "b"]
+    (tree / "a" / "info.json").unlink()  # a source file disappears
+    assert not cache_is_current(cache, tree)

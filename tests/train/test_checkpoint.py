@@ -31,7 +31,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         save_checkpoint({"format": CHECKPOINT_FORMAT, "x": torch.zeros(2)}, path)
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "last.pt.sha256"]
 
 
 def test_rng_round_trip_and_weights_only(tmp_path):

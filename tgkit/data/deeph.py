@@ -20,6 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from tgkit.data import validate
 from tgkit.errors import DeepHFormatError
 
 Key = tuple[int, int, int, int, int]  # (Rx, Ry, Rz, i, j), atoms 0-based
@@ -44,6 +45,7 @@ class Structure:
         spinful: SOC data (complex blocks).
         fermi_level: eV, or None when info.json does not give it.
         name: a label (the directory name when read).
+        path: the directory it was read from ("" when built in memory), for error messages.
     """
 
     numbers: np.ndarray
@@ -56,6 +58,7 @@ class Structure:
     fermi_level: float | None = None
     name: str = ""
     info: dict = field(default_factory=dict)
+    path: str = ""
 
     @property
     def num_atoms(self) -> int:
@@ -91,9 +94,10 @@ def find_structures(root: str | os.PathLike) -> list[Path]:
         raise DeepHFormatError(root, "no such directory")
     if not root.is_dir():
         raise DeepHFormatError(root, "is not a directory")
-    found = sorted({p.parent for p in root.rglob(H_FILE)} | {p.parent for p in root.rglob(S_FILE)})
-    if (root / "element.dat").exists() and root not in found:
-        found.insert(0, root)
+    # any directory holding a DeepH file is a structure, so a broken one (say, without its
+    # hamiltonians.h5) fails when read instead of being skipped without a word
+    found = sorted({p.parent for name in (*REQUIRED_FILES, H_FILE, S_FILE)
+                    for p in root.rglob(name)})
     if not found:
         raise DeepHFormatError(root, f"empty: no DeepH structure ({H_FILE} or {S_FILE}) found")
     return found
@@ -106,10 +110,9 @@ def read_tree(root: str | os.PathLike, require_hamiltonian: bool = True) -> Iter
 
 
 def _loadtxt(path: Path, ndmin: int = 1) -> np.ndarray:
-    if not path.exists():
-        raise DeepHFormatError(path, "missing file")
+    text = validate.read_text(path)
     try:
-        arr = np.loadtxt(path, ndmin=ndmin)
+        arr = np.loadtxt(text.splitlines(), ndmin=ndmin)
     except ValueError as exc:
         raise DeepHFormatError(path, f"not a table of numbers ({exc})") from None
     if not np.all(np.isfinite(arr)):
@@ -118,9 +121,7 @@ def _loadtxt(path: Path, ndmin: int = 1) -> np.ndarray:
 
 
 def _read_orbital_types(path: Path, num_atoms: int) -> list[list[int]]:
-    if not path.exists():
-        raise DeepHFormatError(path, "missing file")
-    lines = path.read_text().splitlines()
+    lines = validate.read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) != num_atoms:
@@ -159,48 +160,65 @@ def format_key(key: Key) -> str:
 
 
 def _read_blocks(
-    path: Path, num_orb: list[int], spinful: bool, spin_factor: int
+    path: Path, num_orb: list[int], spinful: bool, spin_factor: int,
+    max_value: float | None = None,
 ) -> dict[Key, np.ndarray]:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise DeepHFormatError(path, f"not a readable HDF5 file ({exc})") from None
+    bound = validate.max_block_value(max_value)
+    try:
+        with f:
+            return _read_open_blocks(f, path, num_orb, spinful, spin_factor, bound)
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
+        # h5py raises these for damaged files (truncated, bytes flipped in its B-trees)
+        raise DeepHFormatError(path, f"corrupt HDF5 file ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _read_open_blocks(
+    f: h5py.File, path: Path, num_orb: list[int], spinful: bool, spin_factor: int, bound: float
+) -> dict[Key, np.ndarray]:
     blocks: dict[Key, np.ndarray] = {}
-    with f:
-        for text in f.keys():
-            key = parse_key(path, text)
-            i, j = key[3], key[4]
-            if i >= len(num_orb) or j >= len(num_orb):
-                raise DeepHFormatError(
-                    path, f"atom index beyond the {len(num_orb)} atoms of element.dat", key=text
-                )
+    for text in f.keys():
+        key = parse_key(path, text)
+        i, j = key[3], key[4]
+        if i >= len(num_orb) or j >= len(num_orb):
+            raise DeepHFormatError(
+                path, f"atom index beyond the {len(num_orb)} atoms of element.dat", key=text
+            )
+        try:
             ds = f[text]
             if not isinstance(ds, h5py.Dataset):
                 raise DeepHFormatError(path, "is a group, expected a dataset", key=text)
             arr = ds[()]
-            expected = (spin_factor * num_orb[i], spin_factor * num_orb[j])
-            if arr.shape != expected:
-                raise DeepHFormatError(
-                    path,
-                    f"block of shape {arr.shape}, but orbital_types.dat gives {expected}"
-                    + (" (spinful)" if spin_factor == 2 else ""),
-                    key=text,
-                )
-            if np.iscomplexobj(arr) and not spinful:
-                raise DeepHFormatError(
-                    path,
-                    "complex block in a spinless directory (info.json isspinful false)",
-                    key=text,
-                )
-            if spinful and not np.iscomplexobj(arr):
-                raise DeepHFormatError(
-                    path, "real block in a spinful directory (info.json isspinful true)", key=text
-                )
-            if not np.issubdtype(arr.dtype, np.number):
-                raise DeepHFormatError(path, f"non-numeric dtype {arr.dtype}", key=text)
-            if not np.all(np.isfinite(arr)):
-                raise DeepHFormatError(path, "block contains NaN or inf", key=text)
-            blocks[key] = arr.astype(np.complex128 if spinful else np.float64, copy=False)
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
+            raise DeepHFormatError(path, f"cannot read block ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                                   key=text) from None
+        expected = (spin_factor * num_orb[i], spin_factor * num_orb[j])
+        if arr.shape != expected:
+            raise DeepHFormatError(
+                path,
+                f"block of shape {arr.shape}, but orbital_types.dat gives {expected}"
+                + (" (spinful)" if spin_factor == 2 else ""),
+                key=text,
+            )
+        if np.iscomplexobj(arr) and not spinful:
+            raise DeepHFormatError(
+                path,
+                "complex block in a spinless directory (info.json isspinful false)",
+                key=text,
+            )
+        if spinful and not np.iscomplexobj(arr):
+            raise DeepHFormatError(
+                path, "real block in a spinful directory (info.json isspinful true)", key=text
+            )
+        if not np.issubdtype(arr.dtype, np.number):
+            raise DeepHFormatError(path, f"non-numeric dtype {arr.dtype}", key=text)
+        validate.block_values(path, text, arr, bound)
+        blocks[key] = arr.astype(np.complex128 if spinful else np.float64, copy=False)
     return blocks
 
 
@@ -244,8 +262,17 @@ def read_structure(
     path: str | os.PathLike,
     require_hamiltonian: bool = True,
     hermitian_atol: float = HERMITIAN_ATOL,
+    max_block_value: float | None = None,
 ) -> Structure:
     """Read and validate one DeepH directory.
+
+    Besides the format, the physics is checked (:mod:`tgkit.data.validate`): atomic numbers
+    are integers in 1..118 with one basis per element, the lattice is finite and
+    non-singular, no two atoms (periodic images included) are closer than
+    ``validate.MIN_ATOM_DISTANCE``, ``info.json`` values have the right types, and block
+    entries are finite and at most ``max_block_value`` eV in magnitude (default
+    ``$TGKIT_MAX_BLOCK_EV`` or 1e4). Every ``overlaps.h5`` key must have its
+    ``hamiltonians.h5`` key and vice versa.
 
     Raises:
         DeepHFormatError: naming the file (and key) of the first problem found.
@@ -258,13 +285,14 @@ def read_structure(
     for name in REQUIRED_FILES:
         if not (d / name).exists():
             raise DeepHFormatError(d / name, "missing file")
-    numbers = _loadtxt(d / "element.dat").astype(np.int64).reshape(-1)
+    numbers = validate.atomic_numbers(d / "element.dat", _loadtxt(d / "element.dat"))
     if numbers.size == 0:
         raise DeepHFormatError(d / "element.dat", "no atoms")
     n = numbers.size
     lat = _loadtxt(d / "lat.dat", ndmin=2)
     if lat.shape != (3, 3):
         raise DeepHFormatError(d / "lat.dat", f"shape {lat.shape}, expected (3, 3)")
+    validate.lattice(d / "lat.dat", lat.T)
     pos = _loadtxt(d / "site_positions.dat", ndmin=2)
     if n == 1 and pos.shape == (1, 3):
         pos = pos.T
@@ -272,32 +300,29 @@ def read_structure(
         raise DeepHFormatError(
             d / "site_positions.dat", f"shape {pos.shape}, expected (3, {n}) (columns are atoms)"
         )
+    validate.positions(d / "site_positions.dat", pos.T, lat.T)
     types = _read_orbital_types(d / "orbital_types.dat", n)
-    info: dict = {}
-    if (d / INFO_FILE).exists():
-        try:
-            info = json.loads((d / INFO_FILE).read_text())
-        except json.JSONDecodeError as exc:
-            raise DeepHFormatError(d / INFO_FILE, f"invalid JSON ({exc})") from None
-        if not isinstance(info, dict):
-            raise DeepHFormatError(d / INFO_FILE, "expected a JSON object")
+    validate.species_basis(d / "orbital_types.dat", numbers, types)
+    info: dict = validate.info(d / INFO_FILE) if (d / INFO_FILE).exists() else {}
     spinful = bool(info.get("isspinful", False))
     fermi = info.get("fermi_level")
     num_orb = [sum(2 * l + 1 for l in ls) for ls in types]
     ham = None
     if (d / H_FILE).exists():
-        ham = _read_blocks(d / H_FILE, num_orb, spinful, 2 if spinful else 1)
+        ham = _read_blocks(d / H_FILE, num_orb, spinful, 2 if spinful else 1, max_block_value)
     elif require_hamiltonian:
         raise DeepHFormatError(d / H_FILE, "missing file")
     ovl = None
     if (d / S_FILE).exists():
-        ovl = _read_blocks(d / S_FILE, num_orb, False, 1)
+        ovl = _read_blocks(d / S_FILE, num_orb, False, 1, max_block_value)
     if ham is not None:
         if not ham:
             raise DeepHFormatError(d / H_FILE, "holds no blocks")
         check_hermitian(d / H_FILE, ham, hermitian_atol)
     if ovl is not None:
         check_hermitian(d / S_FILE, ovl, hermitian_atol)
+    if ham and ovl is not None:
+        _check_same_keys(d, ham, ovl)
     return Structure(
         numbers=numbers,
         lattice=lat.T.copy(),
@@ -309,7 +334,21 @@ def read_structure(
         fermi_level=None if fermi is None else float(fermi),
         name=d.name,
         info=info,
+        path=str(d),
     )
+
+
+def _check_same_keys(d: Path, ham: dict[Key, np.ndarray], ovl: dict[Key, np.ndarray]) -> None:
+    """overlaps.h5 and hamiltonians.h5 hold the same edges (DeepH writes both from one list)."""
+    if ham.keys() == ovl.keys():
+        return
+    missing = sorted(set(ham) - set(ovl))
+    if missing:
+        raise DeepHFormatError(d / S_FILE, f"no block for this {H_FILE} key "
+                               f"({len(missing)} missing)", key=format_key(missing[0]))
+    extra = sorted(set(ovl) - set(ham))
+    raise DeepHFormatError(d / S_FILE, f"key absent from {H_FILE} ({len(extra)} such keys)",
+                           key=format_key(extra[0]))
 
 
 # --------------------------------------------------------------------------- writing
@@ -376,12 +415,6 @@ def read_species_basis(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
     Used for a cheap first pass over a dataset, to build its universal basis.
     """
     d = Path(path)
-    numbers = _loadtxt(d / "element.dat").astype(np.int64).reshape(-1)
+    numbers = validate.atomic_numbers(d / "element.dat", _loadtxt(d / "element.dat"))
     types = _read_orbital_types(d / "orbital_types.dat", numbers.size)
-    out: dict[int, tuple[int, ...]] = {}
-    for z, ls in zip(numbers.tolist(), types, strict=True):
-        if out.setdefault(z, tuple(ls)) != tuple(ls):
-            raise DeepHFormatError(
-                d / "orbital_types.dat", f"element Z={z} has two bases {out[z]} and {tuple(ls)}"
-            )
-    return out
+    return validate.species_basis(d / "orbital_types.dat", numbers, types)

@@ -9,13 +9,14 @@ its reverse (j, i, -R). Blocks live in the dataset's universal basis
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from ase.neighborlist import primitive_neighbor_list
 
 from tgkit import keys as K
-from tgkit.data.deeph import Key, Structure
+from tgkit.data.deeph import H_FILE, S_FILE, Key, Structure, format_key
 from tgkit.errors import DeepHFormatError
 from tgkit.irreps import OrbitalBasis, spinful_index
 
@@ -97,11 +98,27 @@ def _embed_blocks(
     for n, key in enumerate(map(tuple, edges.tolist())):
         blk = blocks.get(key)
         if blk is None:
-            raise DeepHFormatError(structure.name, "edge has no block", key=str(key))
+            where = Path(structure.path or structure.name) / (
+                H_FILE if blocks is structure.hamiltonians else S_FILE)
+            raise DeepHFormatError(where, "no block for this edge", key=format_key(key))
         ii = index[int(structure.numbers[key[3]])]
         jj = index[int(structure.numbers[key[4]])]
         out[n][np.ix_(ii, jj)] = blk
     return out
+
+
+def check_basis(structure: Structure, basis: OrbitalBasis) -> None:
+    """Every element of ``structure`` is in ``basis``, with the same orbital types."""
+    where = Path(structure.path or structure.name) / "orbital_types.dat"
+    for n, (z, ls) in enumerate(zip(structure.numbers.tolist(), structure.orbital_types,
+                                    strict=True), start=1):
+        known = basis.orbital_types.get(int(z))
+        if known is None:
+            raise DeepHFormatError(where, f"line {n}: element Z={z} is not in the basis of the "
+                                   f"dataset or model (elements {list(basis.species)})")
+        if tuple(ls) != known:
+            raise DeepHFormatError(where, f"line {n}: element Z={z} has basis {tuple(ls)} but "
+                                   f"the dataset or model has {known} (one basis per element)")
 
 
 def structure_to_graph(
@@ -120,6 +137,7 @@ def structure_to_graph(
             structures without DFT). Blocks are attached wherever they exist.
         dtype: float dtype of positions and blocks (complex blocks use the matching complex).
     """
+    check_basis(structure, basis)
     if cutoff is None:
         edges = edges_from_keys(structure)
     else:

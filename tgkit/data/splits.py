@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tgkit.errors import TgkitError
+from tgkit.io_utils import write_text
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Split:
     test_twisted: tuple[str, ...] = ()
 
     def to_json(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps({k: list(v) for k, v in asdict(self).items()}, indent=1))
+        write_text(path, json.dumps({k: list(v) for k, v in asdict(self).items()}, indent=1))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Split:

@@ -30,6 +30,7 @@ from torch import nn
 from tgkit import keys as K
 from tgkit.config import ModelConfig, TraceGradConfig, section_from_dict
 from tgkit.errors import ConfigError, TgkitError
+from tgkit.io_utils import load_torch, save_torch
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.blocks import EdgeUpdateBlock, NodeUpdateBlock
 from tgkit.nn.edge_frame import EdgeFrame, edge_frame
@@ -218,7 +219,7 @@ class HamiltonianModel(nn.Module):
 def save_model(model: HamiltonianModel, path: str | Path) -> None:
     """Write a self-describing checkpoint (basis, configs, dtype, weights) for load_model."""
     dtype = next(model.parameters()).dtype
-    torch.save({
+    save_torch({
         "format": FORMAT, "version": FORMAT_VERSION,
         "basis": model.basis.to_dict(), "spinful": model.spinful,
         "model": dict(vars(model.model_config)), "tracegrad": dict(vars(model.tracegrad_config)),
@@ -230,10 +231,7 @@ def save_model(model: HamiltonianModel, path: str | Path) -> None:
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> HamiltonianModel:
     """Rebuild a model written by :func:`save_model` (weights_only load, no pickled code)."""
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise TgkitError(f"{path}: cannot read model checkpoint ({exc})") from None
+    ckpt = load_torch(path, map_location, "model checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise TgkitError(f"{path}: not a tgkit model checkpoint")
     if ckpt.get("version") != FORMAT_VERSION:

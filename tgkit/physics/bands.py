@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from tgkit.data.deeph import Key, Structure, read_blocks, read_structure
 from tgkit.errors import TgkitError
+from tgkit.io_utils import atomic_path, atomic_write, write_text
 
 OVERLAP_THRESHOLD = 5e-4  # S(k) eigenvalues below this are projected out (DeepH-pack dense_calc)
 DENSE_MAX_ORBITALS = 3000  # above this many orbitals "auto" picks the sparse solver
@@ -465,11 +466,12 @@ def write_band_report(result: BandComparison, out_dir: str | os.PathLike) -> dic
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     png = out / "bands.png"
-    fig.savefig(png)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
     csv_path = out / "bands.csv"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_write(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["k_index", "x", "kx", "ky", "kz", "band", "e_ref_minus_ef", "e_pred_minus_ef"])
         for i, (x, k) in enumerate(zip(kp.x, kp.kpts, strict=True)):
@@ -480,7 +482,7 @@ def write_band_report(result: BandComparison, out_dir: str | os.PathLike) -> dic
     summary = result.summary()
     summary["labels"] = kp.labels
     summary["special_x"] = kp.special_x.tolist()
-    js.write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(js, json.dumps(summary, indent=1) + "\n")
     return {"png": png, "csv": csv_path, "json": js}
 
 
@@ -493,11 +495,18 @@ def bands_command(
     window: float = 2.0,
     solver: str = "auto",
     num_bands: int | None = None,
+    force: bool = False,
 ) -> BandComparison:
     """``tgkit bands --dir DIR --pred FILE --out OUT``: compare, write the report, return it.
 
     ``pred`` may be a path, or a file name inside ``structure_dir`` (``hamiltonians_pred.h5``).
+    Existing report files in ``out_dir`` are an error unless ``force``.
     """
+    if not force:
+        for name in ("bands.png", "bands.csv", "bands.json"):
+            if (Path(out_dir) / name).exists():
+                raise TgkitError(f"{Path(out_dir) / name}: already exists; pass --force to "
+                                 "overwrite it")
     d = Path(structure_dir)
     ref = read_structure(d)
     p = Path(pred)

@@ -37,6 +37,7 @@ import numpy as np
 
 from tgkit.config import SETUPS, Config, save_config
 from tgkit.errors import ConfigError
+from tgkit.io_utils import atomic_path, write_text
 from tgkit.train.run import prepare_cache, train
 
 SUBSETS = {"nt": "test", "t": "test_t"}
@@ -122,7 +123,7 @@ def write_tables(out: Path, runs: dict[str, list[dict[str, Any]]], seeds: Sequen
     """challenge.json, table.{json,md,csv}, block_mae.{json,npz} from finished runs."""
     subsets = [s for s, key in SUBSETS.items() if key in runs["baseline"][0]["doc"]]
     challenge = {s: _challenge(runs["baseline"], SUBSETS[s]) for s in subsets}
-    (out / "challenge.json").write_text(json.dumps(challenge, indent=1))
+    write_text(out / "challenge.json", json.dumps(challenge, indent=1))
     table: dict[str, Any] = {}
     blocks_json: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
@@ -148,12 +149,13 @@ def write_tables(out: Path, runs: dict[str, list[dict[str, Any]]], seeds: Sequen
             arrays["species"] = orb[0]["species"]
             arrays["orbital_labels"] = orb[0]["orbital_labels"]
     doc = {"seeds": list(seeds), "challenge": challenge, "table": table}
-    (out / "table.json").write_text(json.dumps(doc, indent=1))
-    (out / "block_mae.json").write_text(json.dumps(blocks_json, indent=1))
-    np.savez(out / "block_mae.npz", **arrays)
+    write_text(out / "table.json", json.dumps(doc, indent=1))
+    write_text(out / "block_mae.json", json.dumps(blocks_json, indent=1))
+    with atomic_path(out / "block_mae.npz") as tmp:
+        np.savez(tmp, **arrays)
     md, csv = format_table(table, subsets, len(seeds))
-    (out / "table.md").write_text(md)
-    (out / "table.csv").write_text(csv)
+    write_text(out / "table.md", md)
+    write_text(out / "table.csv", csv)
     return doc
 
 

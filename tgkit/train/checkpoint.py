@@ -15,14 +15,18 @@ objects). Keys written by :class:`tgkit.train.trainer.Trainer`::
     hooks         {hook name: hook.state_dict()}
     rng           torch CPU / CUDA, numpy and python generator states
 
-Files are written to ``<name>.tmp`` and renamed with ``os.replace`` (atomic on POSIX), so a
-crash or SIGKILL during a save leaves the previous checkpoint intact.
+Files are written to a temporary sibling and renamed with ``os.replace`` (atomic on POSIX),
+so a crash or SIGKILL during a save leaves the previous checkpoint intact. Each file has a
+``<name>.sha256`` sidecar (:mod:`tgkit.io_utils`): flipped bytes or truncation are detected
+on load. Before ``last.pt`` is replaced, the previous one is kept as ``last.prev.pt``, and
+:func:`resume_checkpoint` falls back to it when ``last.pt`` is damaged.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,39 +34,69 @@ import numpy as np
 import torch
 
 from tgkit.errors import TgkitError
+from tgkit.io_utils import checksum_path, load_torch, save_torch, verify_checksum
 
 CHECKPOINT_FORMAT = "tgkit-checkpoint-1"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` atomically (tmp file, fsync, ``os.replace``)."""
+    """Write ``state`` atomically (tmp file, fsync, ``os.replace``) with its checksum."""
+    return save_torch(state, path)
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """``last.pt`` -> ``last.prev.pt``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def keep_previous(path: str | os.PathLike, verify: bool = False) -> None:
+    """Rename ``path`` (and its checksum) to :func:`previous_path` before it is replaced.
+
+    With ``verify``, a ``path`` that fails its checksum is not kept (the previous copy stays).
+    """
+    path = Path(path)
+    if verify and path.is_file():
+        try:
+            verify_checksum(path)
+        except TgkitError:
+            return
+    if path.is_file():
+        prev = previous_path(path)
+        if checksum_path(path).is_file():
+            os.replace(checksum_path(path), checksum_path(prev))
+        os.replace(path, prev)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint with ``weights_only=True``; a clear error if it is not one."""
+    """Read a checkpoint with ``weights_only=True`` after checking its SHA-256; a clear
+    one-line error if it is damaged or not one."""
     path = Path(path)
-    if not path.is_file():
-        raise TgkitError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise TgkitError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    state = load_torch(path, map_location, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TgkitError(f"{path}: not a tgkit checkpoint ({CHECKPOINT_FORMAT})")
     return state
+
+
+def resume_checkpoint(path: str | os.PathLike) -> Path | None:
+    """The checkpoint to resume from: ``path`` if it loads, else its ``.prev`` copy (saying
+    so on stderr), else None when neither exists; an error when both are damaged."""
+    path = Path(path)
+    prev = previous_path(path)
+    if not path.exists() and not prev.exists():
+        return None
+    try:
+        load_checkpoint(path)
+        return path
+    except TgkitError as exc:
+        if not prev.exists():
+            raise
+        try:
+            load_checkpoint(prev)
+        except TgkitError as exc2:
+            raise TgkitError(f"{exc}; the previous checkpoint is unusable too ({exc2})") from None
+        print(f"tgkit: {exc}; resuming from the previous checkpoint {prev}", file=sys.stderr)
+        return prev
 
 
 def rng_state() -> dict[str, Any]:

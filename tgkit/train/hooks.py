@@ -25,6 +25,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tgkit.errors import TrainingDiverged
+from tgkit.train.checkpoint import keep_previous
+
 if TYPE_CHECKING:
     from tgkit.train.trainer import Trainer
 
@@ -85,26 +88,75 @@ class Checkpoint(Hook):
         self.every = every_n_steps
         self.order = 100
         self.best = math.inf
+        self._wrote_last = False
+
+    def _save_last(self, trainer: Trainer) -> None:
+        check_finite(trainer)  # a diverged model is never saved
+        if trainer.env.is_main:
+            # --resume falls back to last.prev.pt if last.pt is bad; a last.pt this process
+            # did not write is checked first, so a damaged one never becomes the fallback
+            keep_previous(self.dir / "last.pt", verify=not self._wrote_last)
+        trainer.save_checkpoint(self.dir / "last.pt")
+        self._wrote_last = True
 
     def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if self.every and trainer.global_step % self.every == 0:
-            trainer.save_checkpoint(self.dir / "last.pt")
+            self._save_last(trainer)
 
     def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         value = metrics.get(self.monitor, math.nan)
-        if _better(value, self.best, "min"):
+        if math.isfinite(value) and _better(value, self.best, "min"):
+            check_finite(trainer)
             self.best = value
             trainer.save_checkpoint(self.dir / "best.pt")
-        trainer.save_checkpoint(self.dir / "last.pt")
+        self._save_last(trainer)
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        trainer.save_checkpoint(self.dir / "last.pt")
+        self._save_last(trainer)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = float(state["best"])
+
+
+def check_finite(trainer: Trainer, metrics: dict[str, float] | None = None) -> None:
+    """Raise :class:`tgkit.errors.TrainingDiverged` if a logged loss or a parameter is not
+    finite. One device sync (all parameters reduced to one flag); call it at log steps,
+    validations and saves, not every step."""
+    for key in ("loss", "val_loss", "val_mae_all"):  # loss_t is NaN without a T decoder
+        value = (metrics or {}).get(key)
+        if value is not None and not math.isfinite(value):
+            raise TrainingDiverged(f"training diverged at step {trainer.global_step}: {key} is "
+                                   f"{value} (lower train.lr, set train.grad_clip, or check the "
+                                   "data); no model was saved from this state")
+    import torch
+
+    params = [p.detach() for p in trainer.model.parameters()]
+    if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+        bad = next(n for n, p in trainer.model.named_parameters()
+                   if not bool(torch.isfinite(p).all()))
+        raise TrainingDiverged(f"training diverged at step {trainer.global_step}: parameter "
+                               f"{bad} is not finite (lower train.lr or set train.grad_clip); "
+                               "no model was saved from this state")
+
+
+class DivergenceGuard(Hook):
+    """Stops training with :class:`tgkit.errors.TrainingDiverged` when the loss (checked at
+    log steps) or a validation metric or parameter (checked at validations) is NaN or inf.
+
+    Runs before every other hook, so a diverged state is never logged as good or saved.
+    """
+
+    order = -100
+
+    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if "loss" in metrics:
+            check_finite(trainer, metrics)
+
+    def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        check_finite(trainer, metrics)
 
 
 class EarlyStopping(Hook):

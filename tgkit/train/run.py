@@ -41,13 +41,14 @@ from tgkit.data.splits import (
     split_from_lists,
     split_from_manifest,
 )
-from tgkit.data.store import GraphDataset, build_cache
+from tgkit.data.store import GraphDataset, build_cache, cache_is_current
 from tgkit.errors import ConfigError, TgkitError
+from tgkit.io_utils import atomic_path, load_torch, write_text
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.inference import predict_structure
 from tgkit.train import hooks as H
 from tgkit.train.band_error import BandErrorHook, subset_band_errors
-from tgkit.train.checkpoint import load_checkpoint, seed_everything
+from tgkit.train.checkpoint import load_checkpoint, resume_checkpoint, seed_everything
 from tgkit.train.distributed import (
     SINGLE,
     DistEnv,
@@ -57,6 +58,7 @@ from tgkit.train.distributed import (
     parse_dtype,
 )
 from tgkit.train.metrics import SHELL_LETTERS, EvalResult
+from tgkit.train.outputs import claim_run_dir, refuse_overwrite
 from tgkit.train.schedule import inference_weights
 from tgkit.train.trainer import Trainer, evaluate
 
@@ -73,7 +75,7 @@ def prepare_cache(config: Config, out_dir: Path, env: DistEnv = SINGLE) -> Path:
         raise ConfigError(f"data.path: {path} does not exist")
     cache = Path(config.data.cache) if config.data.cache else out_dir / "graphs.h5"
     if env.is_main and not _cache_matches(cache, path):
-        build_cache(path, cache, progress=False)
+        build_cache(path, cache, progress=False, skip_bad=config.data.skip_bad)
     barrier()
     return cache
 
@@ -84,7 +86,8 @@ def _cache_matches(cache: Path, source: Path) -> bool:
     import h5py
 
     with h5py.File(cache, "r") as f:
-        return f.attrs.get("source") == str(source.resolve()) and float(f.attrs["cutoff"]) < 0
+        same = f.attrs.get("source") == str(source.resolve()) and float(f.attrs["cutoff"]) < 0
+    return same and cache_is_current(cache, source)  # rebuilt when a source file changed
 
 
 def make_split(config: Config, ds: GraphDataset) -> Split:
@@ -121,7 +124,7 @@ def build_model(config: Config, basis: OrbitalBasis, spinful: bool, dtype: torch
 
 def default_hooks(config: Config, out_dir: Path, verbose: bool = True) -> list[H.Hook]:
     t = config.train
-    hooks: list[H.Hook] = [H.LRMonitor(), H.MetricsLogger(out_dir)]
+    hooks: list[H.Hook] = [H.DivergenceGuard(), H.LRMonitor(), H.MetricsLogger(out_dir)]
     if t.tensorboard:
         hooks.append(H.TensorBoard(out_dir / "tensorboard"))
     if t.progress:
@@ -175,23 +178,27 @@ def write_results(out_dir: Path, results: dict[str, tuple[EvalResult, int]], bas
                   extra: dict[str, Any], bands: dict[str, dict[str, Any]] | None = None
                   ) -> dict[str, Any]:
     doc = results_doc(results, bands or {}) | extra
-    (out_dir / "results.json").write_text(json.dumps(doc, indent=1))
+    write_text(out_dir / "results.json", json.dumps(doc, indent=1))
     arrays: dict[str, np.ndarray] = {"species": np.asarray(basis.species),
                                      "orbital_labels": np.asarray(orbital_labels(basis))}
     for k, (r, _) in results.items():
         arrays[f"{k}/orbital_mae"] = r.orbital_mae
         arrays[f"{k}/orbital_count"] = r.orbital_count
-    np.savez(out_dir / "block_mae.npz", **arrays)
+    with atomic_path(out_dir / "block_mae.npz") as tmp:
+        np.savez(tmp, **arrays)
     return doc
 
 
 def train(config: Config, resume: bool = False, extra_hooks: Sequence[H.Hook] = (),
-          verbose: bool = True) -> dict[str, Any]:
+          verbose: bool = True, force: bool = False) -> dict[str, Any]:
     """Train a model as ``config`` says and evaluate it; returns the ``results.json`` dict.
 
     Args:
         config: the full configuration (``data.path`` required).
-        resume: continue from ``<out_dir>/last.pt`` when it exists (exactly where it stopped).
+        resume: continue from ``<out_dir>/last.pt`` when it exists (exactly where it stopped;
+            from ``last.prev.pt`` when last.pt is damaged).
+        force: replace a previous run in ``out_dir``; without it or ``resume``, a directory
+            holding one is an error (:func:`tgkit.train.outputs.claim_run_dir`).
         extra_hooks: added to :func:`default_hooks` (e.g. a dashboard from ``tgkit.viz``).
         verbose: print one line per validation and the final metrics.
     """
@@ -199,18 +206,19 @@ def train(config: Config, resume: bool = False, extra_hooks: Sequence[H.Hook] = 
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     try:
-        return _train(config, resume, extra_hooks, verbose)
+        return _train(config, resume, extra_hooks, verbose, force)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose: bool
-           ) -> dict[str, Any]:
+def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose: bool,
+           force: bool = False) -> dict[str, Any]:
     t = config.train
     env, device = init_distributed(t.device)
     dtype = parse_dtype(t.dtype)
     out_dir = Path(t.out_dir)
     if env.is_main:
+        claim_run_dir(out_dir, resume, force)
         out_dir.mkdir(parents=True, exist_ok=True)
     cache = prepare_cache(config, out_dir, env)
     ds = GraphDataset(cache, dtype=dtype)
@@ -227,8 +235,7 @@ def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose:
                       t, hooks, env, device, config.data.num_workers)
     trainer.extra_state = {"config": config_to_dict(config), "basis": ds.basis.to_dict(),
                            "spinful": ds.spinful}
-    last = out_dir / "last.pt"
-    trainer.fit(resume=last if resume and last.exists() else None)
+    trainer.fit(resume=resume_checkpoint(out_dir / "last.pt") if resume else None)
     barrier()
     best = out_dir / "best.pt"
     state = load_checkpoint(best, device) if best.exists() else trainer.state_dict()
@@ -271,7 +278,7 @@ def _load_for_eval(path: Path, device: torch.device):
         path = path / ("best.pt" if (path / "best.pt").exists() else "model.pt")
     if not path.is_file():
         raise TgkitError(f"{path}: no such checkpoint or run directory")
-    head = torch.load(path, map_location="cpu", weights_only=True)
+    head = load_torch(path, "cpu")
     if isinstance(head, dict) and "trainer" in head:
         state = load_checkpoint(path, device)
         from tgkit.config import config_from_dict
@@ -329,7 +336,8 @@ def evaluate_run(model_path: str | Path, data: str | Path | None = None, device:
 
 
 def predict(model_path: str | Path, data: str | Path, out: str | Path, device: str = "auto",
-            cutoff: float | None = None, chunk_edges: int | None = None) -> list[Path]:
+            cutoff: float | None = None, chunk_edges: int | None = None,
+            force: bool = False) -> list[Path]:
     """``tgkit predict``: write ``hamiltonians_pred.h5`` (DeepH format, OpenMX order, eV) for
     every structure under ``data`` into ``out/<structure>/`` (the other DeepH files are copied
     so that ``out`` is a complete DeepH tree; ``out == data`` only adds the prediction files).
@@ -342,13 +350,17 @@ def predict(model_path: str | Path, data: str | Path, out: str | Path, device: s
             structures without DFT Hamiltonians.
         chunk_edges: evaluate this many edges at a time (``predict_chunked``); 0: all at
             once; None: ``predict_structure``'s default (4096 on a CPU, all at once on a GPU).
+        force: overwrite existing ``hamiltonians_pred.h5`` files (otherwise an error).
     """
     _, dev = init_distributed(device)
     model, _ = _load_for_eval(Path(model_path), dev)
     model = model.export_inference() if hasattr(model, "export_inference") else model.eval()
     root, out = Path(data), Path(out)
     written = []
-    for src in find_structures(root):
+    dirs = find_structures(root)
+    dests = [out / (src.relative_to(root) if src != root else Path(src.name)) for src in dirs]
+    refuse_overwrite([d / "hamiltonians_pred.h5" for d in dests], force)
+    for src in dirs:
         s = read_structure(src, require_hamiltonian=False)
         s.hamiltonians = predict_structure(model, s, cutoff=cutoff, device=dev,
                                            chunk_edges=chunk_edges)

@@ -136,7 +136,7 @@ def trained_run(tiny: bool = True, setup: str = "tracegrad", steps: int | None =
     out = root / f"{'tiny' if tiny else 'full'}-{setup}"
     if not (out / "model.pt").exists():
         n = steps if steps is not None else (3 if tiny else 300)
-        train(demo_config(out, setup=setup, tiny=tiny, steps=n), verbose=False)
+        train(demo_config(out, setup=setup, tiny=tiny, steps=n), verbose=False, force=True)
     return out
 
 

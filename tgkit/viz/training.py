@@ -183,7 +183,7 @@ class TrainingDashboard:
 
         def work() -> None:
             try:
-                self.result = train(cfg, extra_hooks=[self.hook], verbose=False)
+                self.result = train(cfg, extra_hooks=[self.hook], verbose=False, force=True)
                 mae = self.result.get("val", {}).get("mae_all", math.nan)
                 self.status.value = f"{self.hook.status}; val MAE_all {mae:.2f} meV"
             except BaseException as exc:  # shown in the dashboard; the thread must not die silently
