@@ -373,6 +373,9 @@ def export_sisl(
     os.close(fd)
     try:
         H.write(sisl.get_sile(tmp, mode="w"), **kwargs)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
