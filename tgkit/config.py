@@ -172,17 +172,32 @@ class TrainConfig:
         max_steps: stop after this many optimizer steps (0: no limit).
         batch_size: structures per optimizer step, over all processes (a multiple of the number
             of processes under torchrun).
-        lr: Adam learning rate.
+        lr: Adam learning rate (the peak rate of the ``cosine`` schedule).
+        lr_schedule: ``plateau`` (DeepH-E3's: ReduceLROnPlateau on the smoothed validation
+            loss, stops when the rate falls below ``min_lr``) or ``cosine`` (linear warmup over
+            ``warmup_steps``, then a half cosine from ``lr`` down to ``min_lr`` at the last step;
+            the budget is ``max_steps``, or ``epochs`` times the steps per epoch). A cosine run
+            ends on a plateau by construction: the rate is ~``min_lr`` for its last steps.
+        warmup_steps: steps of linear warmup from ``lr / 100`` (``cosine`` only).
+        ema_decay: exponential moving average of the weights (0: off). Validation, ``best.pt``'s
+            inference weights and ``model.pt`` use the average; training continues on the raw
+            weights. The decay ramps up as ``min(ema_decay, (1 + step) / (10 + step))``.
         lr_factor, lr_patience, lr_cooldown, lr_threshold: ReduceLROnPlateau on the smoothed
             validation loss (patience and cooldown count validations; relative threshold).
         lr_smoothing: alpha of the exponential smoothing of the validation loss fed to the
             scheduler (1: no smoothing; DeepH-E3 uses 0.1).
-        min_lr: training stops when the learning rate falls below this.
+        min_lr: ``plateau``: training stops when the learning rate falls below this;
+            ``cosine``: the final learning rate.
         trace_lambda: lambda of the paper's eq. 11, mu = lambda * no_grad(loss_Q / loss_T).
         grad_clip: clip the gradient norm to this (0: no clipping).
         val_every: validate every this many epochs.
         checkpoint_every: also save ``last.pt`` every this many steps (0: after validations).
         early_stopping: stop after this many validations without improvement (0: off).
+        band_error_every: compute the band error (max and mean within E_F +- 2 eV, meV) of the
+            validation structures every this many validations (0: off); logged in
+            metrics.jsonl as ``val_band_max`` / ``val_band_mean``. Needs the source DeepH
+            directories (overlaps, Fermi level), so not for a cache passed as ``data.path``
+            whose sources moved.
         log_every: log the training loss every this many steps (reading it syncs the GPU).
         progress: show a tqdm progress bar.
         tensorboard: write TensorBoard scalars when the tensorboard package is installed.
@@ -199,6 +214,9 @@ class TrainConfig:
     max_steps: int = 0
     batch_size: int = 1
     lr: float = 0.002
+    lr_schedule: str = "plateau"
+    warmup_steps: int = 0
+    ema_decay: float = 0.0
     lr_factor: float = 0.5
     lr_patience: int = 120
     lr_cooldown: int = 40
@@ -210,6 +228,7 @@ class TrainConfig:
     val_every: int = 1
     checkpoint_every: int = 0
     early_stopping: int = 0
+    band_error_every: int = 1
     log_every: int = 10
     progress: bool = True
     tensorboard: bool = True
@@ -222,8 +241,11 @@ class TrainConfig:
                "train", "device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for name in ("epochs", "batch_size", "val_every", "log_every"):
             _check(getattr(self, name) >= 1, "train", name, "must be >= 1")
+        _check(self.lr_schedule in ("plateau", "cosine"), "train", "lr_schedule",
+               f"must be plateau or cosine, got {self.lr_schedule!r}")
+        _check(0 <= self.ema_decay < 1, "train", "ema_decay", "must be in [0, 1)")
         for name in ("max_steps", "lr_patience", "lr_cooldown", "checkpoint_every",
-                     "early_stopping", "num_threads"):
+                     "early_stopping", "num_threads", "warmup_steps", "band_error_every"):
             _check(getattr(self, name) >= 0, "train", name, "must be >= 0")
         _check(self.lr > 0, "train", "lr", "must be > 0")
         _check(0 < self.lr_factor < 1, "train", "lr_factor", "must be in (0, 1)")

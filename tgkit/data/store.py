@@ -113,6 +113,7 @@ def build_cache(
                         opts = {"compression": "gzip", "shuffle": True} if arr.ndim == 3 else {}
                         sub.create_dataset(field, data=arr, **opts)
                 sub.attrs["twisted"] = bool(s.info.get("twisted", False))
+                sub.attrs["relpath"] = str(d.relative_to(root)) if d != Path(root) else "."
                 names.append(name)
             f.attrs["names"] = json.dumps(names)
             f.attrs["spinful"] = bool(spinful_seen.pop()) if spinful_seen else False
@@ -165,6 +166,15 @@ class GraphDataset(Dataset):
     def subset(self, names: Sequence[str]) -> GraphDataset:
         """The same cache restricted to ``names``."""
         return GraphDataset(self.path, names, self.dtype)
+
+    def source_dir(self, name: str) -> Path | None:
+        """The DeepH directory a structure was read from, or None when it is gone (band errors
+        need its overlaps and Fermi level, which the cache does not hold)."""
+        with h5py.File(self.path, "r") as f:
+            source = f.attrs.get("source")
+            rel = f["graphs"][name].attrs.get("relpath", name.replace("__", "/"))
+        d = Path(str(source)) / str(rel) if source else None
+        return d if d is not None and d.is_dir() else None
 
     def num_edges(self) -> list[int]:
         """Edges of every exposed structure, read without loading any block."""

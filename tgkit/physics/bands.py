@@ -371,6 +371,51 @@ def band_errors(
     return float(d.max()), float(d.mean()), n
 
 
+class BandReference:
+    """Reference bands of one DFT structure along a path, solved once and compared with any
+    number of predictions (e.g. at every validation of a training run).
+
+    Args:
+        structure_ref: the DFT structure (blocks, overlaps, Fermi level from info.json).
+        path: ase path string (e.g. ``"GMKG"``), a :class:`KPath`, or None for the default.
+        fermi_level: overrides ``structure_ref.fermi_level``.
+        solver: "dense", "sparse" (shift-invert around E_F) or "auto".
+        num_bands: sparse solver: eigenvalues per k (default 20).
+    """
+
+    def __init__(
+        self,
+        structure_ref: Structure,
+        path: str | KPath | None = None,
+        npoints: int = 60,
+        fermi_level: float | None = None,
+        solver: str = "auto",
+        num_bands: int | None = None,
+    ) -> None:
+        ef = structure_ref.fermi_level if fermi_level is None else fermi_level
+        if ef is None:
+            raise TgkitError(f"{structure_ref.name}: no fermi_level in info.json; pass fermi_level")
+        self.structure, self.fermi_level, self.num_bands = structure_ref, float(ef), num_bands
+        self.path = path if isinstance(path, KPath) else kpath(structure_ref.lattice, path, npoints)
+        b = BandSolver(structure_ref).bands(self.path.kpts, solver=solver, num_bands=num_bands,
+                                            sigma=self.fermi_level)
+        self.energies, self.solver = b.energies, b.solver
+
+    def compare(self, H_pred_blocks: dict[Key, np.ndarray], window: float = 2.0) -> BandComparison:
+        """Bands of ``H_pred_blocks`` (``{(Rx, Ry, Rz, i, j): block}``, file order) on the
+        reference overlaps, against the reference, errors within E_F +- ``window`` eV."""
+        pred = BandSolver(self.structure, hamiltonians=H_pred_blocks)
+        e_pred = pred.bands(self.path.kpts, solver=self.solver, num_bands=self.num_bands,
+                            sigma=self.fermi_level).energies
+        matching = "index" if self.solver == "dense" else "nearest"
+        mx, mean, n = band_errors(self.energies, e_pred, self.fermi_level, window, matching)
+        return BandComparison(
+            path=self.path, e_ref=self.energies, e_pred=e_pred, fermi_level=self.fermi_level,
+            window=window, solver=self.solver, matching=matching, max_error=mx,
+            mean_error=mean, num_in_window=n, name=self.structure.name,
+        )
+
+
 def compare_bands(
     structure_ref: Structure,
     H_pred_blocks: dict[Key, np.ndarray],
@@ -381,32 +426,10 @@ def compare_bands(
     solver: str = "auto",
     num_bands: int | None = None,
 ) -> BandComparison:
-    """Bands of a predicted Hamiltonian against the reference, on the reference overlaps.
-
-    Args:
-        structure_ref: the DFT structure (blocks, overlaps, Fermi level from info.json).
-        H_pred_blocks: predicted ``{(Rx, Ry, Rz, i, j): block}`` in file order.
-        path: ase path string (e.g. ``"GMKG"``), a :class:`KPath`, or None for the default.
-        window: half-width around E_F in eV for the error.
-        fermi_level: overrides ``structure_ref.fermi_level``.
-        solver: "dense", "sparse" (shift-invert around E_F) or "auto".
-        num_bands: sparse solver: eigenvalues per k (default 20).
-    """
-    ef = structure_ref.fermi_level if fermi_level is None else fermi_level
-    if ef is None:
-        raise TgkitError(f"{structure_ref.name}: no fermi_level in info.json; pass fermi_level")
-    kp = path if isinstance(path, KPath) else kpath(structure_ref.lattice, path, npoints)
-    ref = BandSolver(structure_ref)
-    pred = BandSolver(structure_ref, hamiltonians=H_pred_blocks)
-    b_ref = ref.bands(kp.kpts, solver=solver, num_bands=num_bands, sigma=ef)
-    b_pred = pred.bands(kp.kpts, solver=b_ref.solver, num_bands=num_bands, sigma=ef)
-    matching = "index" if b_ref.solver == "dense" else "nearest"
-    mx, mean, n = band_errors(b_ref.energies, b_pred.energies, ef, window, matching)
-    return BandComparison(
-        path=kp, e_ref=b_ref.energies, e_pred=b_pred.energies, fermi_level=float(ef),
-        window=window, solver=b_ref.solver, matching=matching, max_error=mx, mean_error=mean,
-        num_in_window=n, name=structure_ref.name,
-    )
+    """Bands of a predicted Hamiltonian against the reference, on the reference overlaps
+    (arguments as :class:`BandReference` and :meth:`BandReference.compare`)."""
+    ref = BandReference(structure_ref, path, npoints, fermi_level, solver, num_bands)
+    return ref.compare(H_pred_blocks, window)
 
 
 def write_band_report(result: BandComparison, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -489,6 +512,6 @@ def bands_command(
 
 __all__ = [
     "OVERLAP_THRESHOLD", "BlochAssembler", "BandSolver", "Bands", "band_energies", "KPath",
-    "kpath", "BandComparison", "band_errors", "compare_bands", "write_band_report",
-    "bands_command",
+    "kpath", "BandComparison", "BandReference", "band_errors", "compare_bands",
+    "write_band_report", "bands_command",
 ]

@@ -285,4 +285,7 @@ class PrintValidation(Hook):
             print(f"epoch {metrics['epoch']:4d}  step {metrics['step']:6d}  "
                   f"train loss {metrics.get('train_loss', math.nan):.4e}  "
                   f"val loss {metrics['val_loss']:.4e} eV^2  "
-                  f"val MAE {metrics['val_mae_all']:.3f} meV  lr {trainer.lr:.2e}", flush=True)
+                  f"val MAE {metrics['val_mae_all']:.3f} meV"
+                  + (f"  bands max/mean {metrics['val_band_max']:.0f}/"
+                     f"{metrics['val_band_mean']:.0f} meV" if "val_band_max" in metrics else "")
+                  + f"  lr {trainer.lr:.2e}", flush=True)

@@ -46,6 +46,7 @@ from tgkit.errors import ConfigError, TgkitError
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.inference import predict_structure
 from tgkit.train import hooks as H
+from tgkit.train.band_error import BandErrorHook, subset_band_errors
 from tgkit.train.checkpoint import load_checkpoint, seed_everything
 from tgkit.train.distributed import (
     SINGLE,
@@ -56,6 +57,7 @@ from tgkit.train.distributed import (
     parse_dtype,
 )
 from tgkit.train.metrics import SHELL_LETTERS, EvalResult
+from tgkit.train.schedule import inference_weights
 from tgkit.train.trainer import Trainer, evaluate
 
 
@@ -126,6 +128,8 @@ def default_hooks(config: Config, out_dir: Path, verbose: bool = True) -> list[H
         hooks.append(H.ProgressBar())
     if verbose:
         hooks.append(H.PrintValidation())
+    if t.band_error_every:
+        hooks.append(BandErrorHook(t.band_error_every))
     if t.early_stopping:
         hooks.append(H.EarlyStopping(t.early_stopping))
     hooks.append(H.Checkpoint(out_dir, every_n_steps=t.checkpoint_every))
@@ -157,9 +161,20 @@ def evaluate_subsets(model, ds: GraphDataset, split: Split, device, env: DistEnv
     return out
 
 
+def results_doc(results: dict[str, tuple[EvalResult, int]],
+                bands: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``results.json``'s subsets: the metrics plus the band errors (when computed)."""
+    return {k: result_json(r, n) | bands.get(k, {}) for k, (r, n) in results.items()}
+
+
+def subset_names(split: Split) -> dict[str, Sequence[str]]:
+    return {"val": split.val, "test": split.test, "test_t": split.test_twisted}
+
+
 def write_results(out_dir: Path, results: dict[str, tuple[EvalResult, int]], basis: OrbitalBasis,
-                  extra: dict[str, Any]) -> dict[str, Any]:
-    doc = {k: result_json(r, n) for k, (r, n) in results.items()} | extra
+                  extra: dict[str, Any], bands: dict[str, dict[str, Any]] | None = None
+                  ) -> dict[str, Any]:
+    doc = results_doc(results, bands or {}) | extra
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1))
     arrays: dict[str, np.ndarray] = {"species": np.asarray(basis.species),
                                      "orbital_labels": np.asarray(orbital_labels(basis))}
@@ -216,16 +231,17 @@ def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose:
     trainer.fit(resume=last if resume and last.exists() else None)
     barrier()
     best = out_dir / "best.pt"
-    if best.exists():
-        model.load_state_dict(load_checkpoint(best, device)["model"])
+    state = load_checkpoint(best, device) if best.exists() else trainer.state_dict()
+    model.load_state_dict(inference_weights(state))
     results = evaluate_subsets(model, ds, split, device, env, trainer.local_batch)
     doc = {}
     if env.is_main:
         from tgkit.nn import save_model
 
         save_model(model.export_inference(), out_dir / "model.pt")
+        bands = subset_band_errors(model, ds, subset_names(split), device)
         doc = write_results(out_dir, results, ds.basis, {"stop_reason": trainer.stop_reason,
-                                                         "steps": trainer.global_step})
+                                                         "steps": trainer.global_step}, bands)
         if verbose:
             print_summary(doc)
     barrier()
@@ -241,6 +257,9 @@ def print_summary(doc: dict[str, Any]) -> None:
                   f"{r['mae_sample_cha']:8.3f} meV ({r['worst_sample']})   MAE_block^cha "
                   f"{r['mae_block_cha']:8.3f} meV ({r['worst_block']})   [{r['num_samples']} "
                   "structures]", flush=True)
+            if "band_max_meV" in r:
+                print(f"{'':<12} band error within E_F +- 2 eV: max {r['band_max_meV']:.1f} meV, "
+                      f"mean {r['band_mean_meV']:.1f} meV", flush=True)
 
 
 def _load_for_eval(path: Path, device: torch.device):
@@ -260,7 +279,7 @@ def _load_for_eval(path: Path, device: torch.device):
         cfg = config_from_dict(state["config"])
         model = build_model(cfg, OrbitalBasis.from_dict(state["basis"]), state["spinful"],
                             parse_dtype(cfg.train.dtype))
-        model.load_state_dict(state["model"])
+        model.load_state_dict(inference_weights(state))
         return model.to(device), cfg
     return load_model(path, device), None
 
@@ -298,11 +317,12 @@ def evaluate_run(model_path: str | Path, data: str | Path | None = None, device:
         tw = tuple(n for n, t in ds.twisted.items() if t)
         split = Split((), (), tuple(n for n in ds.all_names if n not in tw), tw)
     results = evaluate_subsets(model, ds, split, dev)
+    bands = subset_band_errors(model, ds, subset_names(split), dev)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        doc = write_results(Path(out), results, model.basis, {})
+        doc = write_results(Path(out), results, model.basis, {}, bands)
     else:
-        doc = {k: result_json(r, n) for k, (r, n) in results.items()}
+        doc = results_doc(results, bands)
     if data is not None and tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
     return doc

@@ -17,6 +17,7 @@ for bit on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from tgkit.train.distributed import SINGLE, DistEnv, all_reduce_sum, average_gra
 from tgkit.train.hooks import Hook
 from tgkit.train.loss import TraceGradLoss
 from tgkit.train.metrics import EvalResult, MetricAccumulator
+from tgkit.train.schedule import WeightAverage, cosine_lr
 
 
 def _loader(dataset: Dataset, batches: Sequence[Sequence[int]], num_workers: int,
@@ -136,6 +138,8 @@ class Trainer:
         self.sampler = DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank,
                                           shuffle=True, seed=config.seed, drop_last=False)
         self.steps_per_epoch = math.ceil(len(self.sampler) / self.local_batch)
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        self.ema = WeightAverage(self.model, config.ema_decay) if config.ema_decay > 0 else None
         # progress; all saved in checkpoints
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -176,6 +180,7 @@ class Trainer:
             },
             "hooks": {k: h.state_dict() for k, h in zip(self._hook_keys, self.hooks, strict=True)},
             "rng": rng_state(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -193,6 +198,11 @@ class Trainer:
             self.stop_reason = ""  # re-evaluated against this run's max_steps
         self.epoch_loss = t["epoch_loss"].to(self.device, torch.float64)
         self.last_metrics = dict(t["last_metrics"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise ConfigError("train.ema_decay: the checkpoint has no weight average; "
+                                  "resume with the ema_decay it was trained with")
+            self.ema.load_state_dict(state["ema"])
         for k, h in zip(self._hook_keys, self.hooks, strict=True):
             if k in state["hooks"]:
                 h.load_state_dict(state["hooks"][k])
@@ -220,7 +230,14 @@ class Trainer:
         average_gradients(self.model)
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        c = self.config
+        if c.lr_schedule == "cosine":
+            lr = cosine_lr(self.global_step, self.total_steps, c.lr, c.min_lr, c.warmup_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         # stays on the device: no host sync unless a hook logs it
         self.epoch_loss += torch.stack([parts.loss_q.detach().to(torch.float64),
                                         torch.ones((), dtype=torch.float64, device=self.device)])
@@ -228,13 +245,15 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         """Validate, step the scheduler on the smoothed loss, call ``on_validation_end``."""
-        res = evaluate(self.model, self.val_set, self.device, self.env, self.local_batch,
-                       self.num_workers)
+        with self.inference_weights():
+            res = evaluate(self.model, self.val_set, self.device, self.env, self.local_batch,
+                           self.num_workers)
         a = self.config.lr_smoothing
         v = res.loss_q
         prev = self.smoothed_val
         self.smoothed_val = v if math.isnan(prev) else a * v + (1 - a) * prev
-        if math.isfinite(self.smoothed_val):
+        plateau = self.config.lr_schedule == "plateau"
+        if plateau and math.isfinite(self.smoothed_val):
             self.scheduler.step(self.smoothed_val)
         s, n = self.epoch_loss.tolist()
         metrics = {
@@ -246,10 +265,16 @@ class Trainer:
         self.epoch_loss.zero_()
         self.last_val_step = self.global_step
         self.last_metrics = metrics
-        if self.lr < self.config.min_lr:
+        if plateau and self.lr < self.config.min_lr:
             self.stop(f"learning rate {self.lr:.3g} fell below min_lr {self.config.min_lr:.3g}")
         self._call("on_validation_end", metrics)
         return metrics
+
+    def inference_weights(self):
+        """Context in which the model holds the weights it is evaluated with (the average,
+        when ``ema_decay`` is set); hooks that evaluate use it too. Never save a checkpoint
+        inside it: the raw weights are what training resumes from."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
 
     def _done(self) -> bool:
         c = self.config
