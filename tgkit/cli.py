@@ -210,7 +210,7 @@ def _data_build(args: argparse.Namespace) -> int:
                 st.FAMILIES[args.family](size=tuple(args.size),
                                          **({"stacking": stk} if stk is not None else {})),
                 args.sigma, seed=s)
-            for s, stk in zip(seeds, stackings)
+            for s, stk in zip(seeds, stackings, strict=True)
         ]
         if args.stacking is not None:
             extra_info = [{"stacking": stk} for stk in stackings]
@@ -318,6 +318,58 @@ def add_data_commands(sub) -> None:
     p.set_defaults(func=_bands)
 
 
+def _export_sisl(args: argparse.Namespace) -> int:
+    from tgkit.physics.sisl_io import check_export_path, export_sisl, import_sisl
+
+    if len(args.paths) != (1 if args.dft else 2):
+        raise TgkitError("expected RUN_OR_MODEL DATA_DIR, or --dft DATA_DIR")
+    import_sisl()
+    check_export_path(args.out, args.force)  # before a prediction that may take minutes
+    if args.dft:
+        from tgkit.data.deeph import read_structure
+
+        structure, blocks = read_structure(args.paths[0]), None
+    else:
+        from tgkit.train.run import predict_one
+
+        structure, blocks = predict_one(args.paths[0], args.paths[1], args.device, args.cutoff,
+                                        args.chunk_edges)
+    out = export_sisl(structure, args.out, blocks, force=args.force)
+    what = "DFT" if args.dft else "predicted"
+    print(f"wrote {out}: {what} H{' and S' if structure.overlaps is not None else ''} of "
+          f"{structure.name} ({structure.num_atoms} atoms)")
+    return 0
+
+
+def add_export_commands(sub) -> None:
+    """``tgkit export sisl``."""
+    export = sub.add_parser("export", help="write Hamiltonians for other codes (sisl, TBtrans)")
+    esub = export.add_subparsers(dest="export_command", required=True, metavar="FORMAT")
+    p = esub.add_parser(
+        "sisl", help="predicted (or DFT) H and S as a sisl/SIESTA file",
+        description="Predict the H blocks of one DeepH structure with a trained model (as "
+        "tgkit predict does) and write them, with the structure's overlaps, as a sisl "
+        "Hamiltonian: FILE.nc (SIESTA NetCDF, read by sisl) or FILE.TSHS (read by sisl and "
+        "TBtrans). Energies in the file are relative to info.json's Fermi level. Needs "
+        "pip install tgkit[interop].",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="[RUN_OR_MODEL] DATA_DIR",
+                   help="a run directory, best.pt/last.pt or model.pt, then one DeepH "
+                   "structure directory (with --dft: the directory only)")
+    p.add_argument("--out", type=Path, required=True, help="FILE.nc or FILE.TSHS")
+    p.add_argument("--dft", action="store_true",
+                   help="export the directory's DFT blocks (hamiltonians.h5) instead of a "
+                   "prediction")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--chunk-edges", type=int, default=None,
+                   help="as for tgkit predict (default: 4096 on a CPU)")
+    p.add_argument("--cutoff", type=float, default=None,
+                   help="as for tgkit predict: edges within this radius (Angstrom) instead of "
+                   "the hamiltonians.h5 keys")
+    p.set_defaults(func=_export_sisl)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tgkit",
@@ -347,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_preprocess)
     add_train_commands(sub)
     add_data_commands(sub)
+    add_export_commands(sub)
     return parser
 
 

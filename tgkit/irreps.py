@@ -13,6 +13,11 @@ Conventions, all in one place:
   ``wigner_3j`` C, so that ||H||_F^2 = sum_L ||x_L||^2 (the trace label of Theorem 1).
 * Spinful blocks are spin-major ``[[uu, ud], [du, dd]]``; each spin half uses the orbital order
   above.
+* **sisl** (and SIESTA, whose real harmonics sisl uses) labels orbitals by (l, m), m = -l..l:
+  the e3nn order of m, with the Condon-Shortley sign (-1)^m. sisl orbital m of a shell is
+  ``(-1)^m`` times OpenMX function ``OPENMX_TO_E3NN[l][m + l]``: p = (-py, pz, -px),
+  d = (xy, -yz, z2, -xz, x2-y2) (see ``openmx_to_sisl_index``; checked against sisl's own
+  spherical harmonics in tests/physics/test_sisl.py).
 """
 
 from __future__ import annotations
@@ -105,6 +110,50 @@ def e3nn_to_openmx_block(block: np.ndarray, types_i: Sequence[int], types_j: Seq
     ii = np.argsort(openmx_to_e3nn_index(types_i))
     jj = np.argsort(openmx_to_e3nn_index(types_j))
     return block[np.ix_(ii, jj)]
+
+
+def sisl_sign(m: int) -> int:
+    """Sign of sisl's real harmonic (l, m) against the OpenMX/e3nn function: (-1)^m."""
+    return -1 if m % 2 else 1
+
+
+def openmx_to_sisl_index(orbital_types: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One atom's orbitals in sisl's order: orbital k = ``sign[k]`` * OpenMX orbital ``idx[k]``.
+
+    Within a shell sisl orders m = -l..l (e3nn's order) and its real harmonics carry the
+    Condon-Shortley phase (-1)^m relative to OpenMX's (which have none).
+
+    Returns:
+        ``(idx, sign)``: (n,) int64 and (n,) float64 (+-1).
+    """
+    idx = openmx_to_e3nn_index(orbital_types)
+    sign = [float(sisl_sign(m)) for l in orbital_types for m in range(-l, l + 1)]
+    return idx, np.asarray(sign)
+
+
+def sisl_orbital_lm(orbital_types: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(l, m, zeta)`` of one atom's orbitals in sisl's order; zeta counts shells of equal l."""
+    seen: dict[int, int] = {}
+    out = []
+    for l in orbital_types:
+        seen[l] = seen.get(l, 0) + 1
+        out.extend((l, m, seen[l]) for m in range(-l, l + 1))
+    return out
+
+
+def openmx_to_sisl_block(block: np.ndarray, types_i: Sequence[int], types_j: Sequence[int]):
+    """(n_i, n_j) block, OpenMX order -> sisl order and signs: ``s_a H[idx_a, idx_b] s_b``."""
+    ii, si = openmx_to_sisl_index(types_i)
+    jj, sj = openmx_to_sisl_index(types_j)
+    return si[:, None] * block[np.ix_(ii, jj)] * sj[None, :]
+
+
+def sisl_to_openmx_block(block: np.ndarray, types_i: Sequence[int], types_j: Sequence[int]):
+    """Inverse of :func:`openmx_to_sisl_block`."""
+    ii, si = openmx_to_sisl_index(types_i)
+    jj, sj = openmx_to_sisl_index(types_j)
+    b = si[:, None] * block * sj[None, :]
+    return b[np.ix_(np.argsort(ii), np.argsort(jj))]
 
 
 @dataclass(frozen=True)

@@ -335,6 +335,31 @@ def evaluate_run(model_path: str | Path, data: str | Path | None = None, device:
     return doc
 
 
+def load_inference_model(model_path: str | Path, device: str = "auto"):
+    """``(model, device)``: a run directory, checkpoint or ``model.pt`` ready for inference."""
+    _, dev = init_distributed(device)
+    model, _ = _load_for_eval(Path(model_path), dev)
+    model = model.export_inference() if hasattr(model, "export_inference") else model.eval()
+    return model, dev
+
+
+def predict_one(model_path: str | Path, structure_dir: str | Path, device: str = "auto",
+                cutoff: float | None = None, chunk_edges: int | None = None):
+    """Read one DeepH structure directory and predict its blocks, in memory.
+
+    Returns:
+        ``(structure, blocks)``: the structure as read (DFT blocks, if any, untouched) and the
+        predicted ``{(Rx, Ry, Rz, i, j): block}`` (OpenMX order, eV). Arguments as
+        :func:`predict`.
+    """
+    found = find_structures(structure_dir)
+    if len(found) != 1:
+        raise TgkitError(f"{structure_dir}: holds {len(found)} structures; pass one directory")
+    model, dev = load_inference_model(model_path, device)
+    s = read_structure(found[0], require_hamiltonian=False)
+    return s, predict_structure(model, s, cutoff=cutoff, device=dev, chunk_edges=chunk_edges)
+
+
 def predict(model_path: str | Path, data: str | Path, out: str | Path, device: str = "auto",
             cutoff: float | None = None, chunk_edges: int | None = None,
             force: bool = False) -> list[Path]:
@@ -352,9 +377,7 @@ def predict(model_path: str | Path, data: str | Path, out: str | Path, device: s
             once; None: ``predict_structure``'s default (4096 on a CPU, all at once on a GPU).
         force: overwrite existing ``hamiltonians_pred.h5`` files (otherwise an error).
     """
-    _, dev = init_distributed(device)
-    model, _ = _load_for_eval(Path(model_path), dev)
-    model = model.export_inference() if hasattr(model, "export_inference") else model.eval()
+    model, dev = load_inference_model(model_path, device)
     root, out = Path(data), Path(out)
     written = []
     dirs = find_structures(root)
