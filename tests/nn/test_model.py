@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from tgkit import keys as K
+from tgkit.config import TraceGradConfig
 from tgkit.data.graph import collate
 from tgkit.irreps import basis_rotation
-from tgkit.config import TraceGradConfig
 from tgkit.nn import load_model, save_model, trace_labels
 from tgkit.nn.tracegrad import TraceGrad
 
