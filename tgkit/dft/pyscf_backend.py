@@ -38,9 +38,9 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from tgkit.data.builders.base import HARTREE_EV, Backend, DFTResult, ReferenceBands
-from tgkit.data.builders.cp2k import path_special_points
 from tgkit.data.deeph import Key, Structure
+from tgkit.dft.base import HARTREE_EV, Backend, DFTResult, ReferenceBands
+from tgkit.dft.cp2k import path_special_points
 from tgkit.errors import TgkitError
 from tgkit.irreps import pyscf_to_openmx_index
 
@@ -152,7 +152,7 @@ def openmx_permutation(orbital_types: list[list[int]]) -> np.ndarray:
 def cp2k_basis_text(symbol: str, shells: list, name: str = "PYSCF") -> str:
     """CP2K-format text of a PySCF basis (``mol._basis[symbol]``), one set per shell.
 
-    :func:`tgkit.data.check.parse_cp2k_basis` reads it back in the same shell order, so the
+    :func:`tgkit.dft.check.parse_cp2k_basis` reads it back in the same shell order, so the
     geometry check rebuilds exactly the basis the SCF used.
     """
     lines = [f"{symbol} {name}", str(len(shells))]
