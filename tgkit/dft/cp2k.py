@@ -32,7 +32,7 @@ import numpy as np
 from tgkit.data.deeph import Key, Structure
 from tgkit.dft.base import HARTREE_EV, Backend, DFTResult, ReferenceBands
 from tgkit.errors import TgkitError
-from tgkit.irreps import e3nn_to_openmx_block
+from tgkit.irreps import e3nn_to_openmx_block, num_orbitals
 
 CP2K_EXECUTABLES = ("cp2k.psmp", "cp2k.ssmp", "cp2k.popt", "cp2k.sopt", "cp2k")
 DATA_DIRS = ("/usr/share/cp2k", "/usr/share/cp2k/data", "/opt/cp2k/data")
@@ -330,7 +330,7 @@ def blocks_from_csr(
     scale: float,
 ) -> dict[Key, np.ndarray]:
     """DeepH blocks (OpenMX order) of every nonzero atom pair of every image."""
-    sizes = [sum(2 * l + 1 for l in t) for t in types]
+    sizes = [num_orbitals(t) for t in types]
     off = np.concatenate([[0], np.cumsum(sizes)])
     n = int(off[-1])
     blocks: dict[Key, np.ndarray] = {}

@@ -17,7 +17,12 @@ from ase import Atoms
 
 from tgkit.config import Config, DataConfig, ModelConfig, TraceGradConfig, TrainConfig
 from tgkit.data.deeph import Key, Structure, find_structures, read_structure
-from tgkit.data.structures import bilayer_graphene, commensurate_angle, twisted_bilayer_graphene
+from tgkit.data.structures import (
+    bilayer_graphene,
+    commensurate_angle,
+    layer_index,
+    twisted_bilayer_graphene,
+)
 from tgkit.errors import TgkitError
 from tgkit.nn.inference import predict_structure
 
@@ -32,7 +37,7 @@ def twisted_bilayers(tiny: bool = True, ms: tuple[int, ...] | None = None) -> di
     ms = ms if ms is not None else ((1, 2) if tiny else (1, 2, 3, 5, 8))
     out: dict[float, Atoms] = {}
     ab = bilayer_graphene(size=(2, 2))
-    ab.set_array("layer", (ab.positions[:, 2] > ab.positions[:, 2].mean()).astype(int))
+    ab.set_array("layer", layer_index(ab.positions[:, 2]))
     out[0.0] = ab
     for m in ms:
         atoms = twisted_bilayer_graphene(m)

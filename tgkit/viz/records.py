@@ -5,8 +5,8 @@ predictor ``Structure -> blocks`` (see :mod:`tgkit.physics.equivariance`). Table
 numpy arrays (no pandas) so that they are cheap to filter in a widget callback.
 
 Edge types: ``onsite`` (i = j, R = 0), ``intralayer`` and ``interlayer`` (layers are clusters
-of atoms along z separated by more than :data:`LAYER_GAP`; buckled Bi layers, 1.7 A thick,
-stay one layer). A structure is *twisted* when its ``info['twist_angle']`` is above 0.01 deg.
+of atoms along z, :func:`tgkit.data.structures.layer_index` with its one documented gap).
+A structure is *twisted* when its ``info['twist_angle']`` is above 0.01 deg.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tgkit.data.deeph import Key, Structure
+from tgkit.data.structures import LAYER_GAP, layer_index
 from tgkit.errors import TgkitError
-from tgkit.irreps import orbital_labels, shell_labels
+from tgkit.irreps import orbital_labels, shell_labels, shell_slices
 
-LAYER_GAP = 2.5  # Angstrom: a larger jump in z between sorted atoms starts a new layer
 EDGE_TYPES = ("onsite", "intralayer", "interlayer")
 Pair = tuple[int, int]
 
@@ -29,15 +29,7 @@ def structure_layers(structure: Structure, gap: float = LAYER_GAP) -> np.ndarray
     """(N,) layer index of each atom (``info['layer']`` if given, else clustering in z)."""
     if "layer" in structure.info:
         return np.asarray(structure.info["layer"], dtype=int)
-    return z_layers(structure.positions[:, 2], gap)
-
-
-def z_layers(z: np.ndarray, gap: float) -> np.ndarray:
-    """(N,) layer index from heights: a new layer starts wherever sorted z jumps by > gap."""
-    order = np.argsort(z)
-    layer = np.zeros(len(z), dtype=int)
-    layer[order[1:]] = np.cumsum(np.diff(z[order]) > gap)
-    return layer
+    return layer_index(structure.positions[:, 2], gap)
 
 
 def is_twisted(structure: Structure) -> bool:
@@ -50,14 +42,6 @@ def edge_type(key: Key, layers: np.ndarray) -> str:
     if key[3] == key[4] and key[:3] == (0, 0, 0):
         return "onsite"
     return "intralayer" if layers[key[3]] == layers[key[4]] else "interlayer"
-
-
-def _shell_ranges(types: Sequence[int]) -> list[slice]:
-    out, off = [], 0
-    for l in types:
-        out.append(slice(off, off + 2 * l + 1))
-        off += 2 * l + 1
-    return out
 
 
 @dataclass
@@ -155,7 +139,7 @@ def error_table(
             lab = orbital_labels(types)
             table.labels.setdefault(z, lab if spin == 1 else
                                     [f"{s}{o}" for s in ("u:", "d:") for o in lab])
-        shells = [_shell_ranges(t) for t in st.orbital_types]
+        shells = [shell_slices(t) for t in st.orbital_types]
         names = [shell_labels(t) for t in st.orbital_types]
         sym = _symbols(st.numbers)
         dist = np.linalg.norm(st.edge_vectors(keys), axis=1)
