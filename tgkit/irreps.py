@@ -40,6 +40,7 @@ OPENMX_TO_E3NN: dict[int, tuple[int, ...]] = {
 # Cartesian (x, y, z) -> e3nn input order (y, z, x).
 CART_TO_E3NN = (1, 2, 0)
 LMAX_ORBITAL = max(OPENMX_TO_E3NN)
+SHELL_LETTERS = "spdfgh"
 
 
 def to_e3nn_frame(vec: torch.Tensor) -> torch.Tensor:
@@ -196,6 +197,11 @@ class Shell:
     def dim(self) -> int:
         return shell_dim(self.l)
 
+    @property
+    def label(self) -> str:
+        """``s1``, ``p2``: the letter of l and the shell's number among those of that l."""
+        return f"{SHELL_LETTERS[self.l]}{self.n + 1}"
+
 
 class OrbitalBasis:
     """The orbital bases of a dataset's species, embedded in one universal basis.
@@ -270,6 +276,21 @@ class OrbitalBasis:
     def shell_pairs(self) -> list[tuple[Shell, Shell]]:
         """All (shell_i, shell_j) pairs of the universal basis, row-major."""
         return [(a, b) for a in self.shells for b in self.shells]
+
+    # Labels: the one scheme for metrics, run outputs, figures and the CLI.
+
+    def orbital_labels(self) -> list[str]:
+        """(B,) label of each universal orbital, e3nn m order: ``s1``, ``p1:-1``, ``p1:+0``..."""
+        return [sh.label + (f":{m:+d}" if sh.l else "")
+                for sh in self.shells for m in range(-sh.l, sh.l + 1)]
+
+    @staticmethod
+    def block_label(z_i: int, z_j: int, shell_i: Shell, shell_j: Shell) -> str:
+        """Basic block type label: element pair and shell pair, e.g. ``C-C s1-p2``."""
+        from ase.data import chemical_symbols
+
+        return (f"{chemical_symbols[int(z_i)]}-{chemical_symbols[int(z_j)]} "
+                f"{shell_i.label}-{shell_j.label}")
 
     def to_dict(self) -> dict[str, list[int]]:
         return {str(z): list(ls) for z, ls in self.orbital_types.items()}
@@ -426,14 +447,19 @@ def orbital_labels(orbital_types: Sequence[int]) -> list[str]:
     return out
 
 
-def shell_labels(orbital_types: Sequence[int]) -> list[str]:
-    """Labels of one atom's shells in file order, e.g. ``1s 2s 1p 2p 1d``."""
+def atom_shells(orbital_types: Sequence[int]) -> list[Shell]:
+    """One atom's shells in file order as universal :class:`Shell` s (n counts shells of l)."""
     seen: dict[int, int] = {}
     out = []
     for l in orbital_types:
+        out.append(Shell(l, seen.get(l, 0)))
         seen[l] = seen.get(l, 0) + 1
-        out.append(f"{seen[l]}{'spdf'[l]}")
     return out
+
+
+def shell_labels(orbital_types: Sequence[int]) -> list[str]:
+    """Labels of one atom's shells in file order, e.g. ``s1 s2 p1 p2 d1`` (:attr:`Shell.label`)."""
+    return [sh.label for sh in atom_shells(orbital_types)]
 
 
 # Pauli matrices, cartesian (x, y, z) order; spin is quantized along cartesian z.

@@ -19,7 +19,7 @@ import numpy as np
 from tgkit.data.deeph import Key, Structure
 from tgkit.data.structures import LAYER_GAP, layer_index
 from tgkit.errors import TgkitError
-from tgkit.irreps import orbital_labels, shell_labels, shell_slices
+from tgkit.irreps import OrbitalBasis, atom_shells, orbital_labels, shell_slices
 
 EDGE_TYPES = ("onsite", "intralayer", "interlayer")
 Pair = tuple[int, int]
@@ -56,7 +56,8 @@ class ErrorTable:
         twisted: ``{structure: bool}``.
         trace: per shell-pair block (flat arrays of equal length): ``structure`` (str),
             ``z_i``, ``z_j``, ``shell_i``, ``shell_j`` (int), ``block`` (str label such as
-            ``C-C 1s-2p``), ``edge_type`` (str), ``dist`` (A), ``t_true``, ``t_pred``
+            ``C-C s1-p2``, :meth:`tgkit.irreps.OrbitalBasis.block_label`), ``edge_type`` (str),
+            ``dist`` (A), ``t_true``, ``t_pred``
             (||H_b||_F^2, eV^2), ``mae`` (mean |dH| over the block, eV).
     """
 
@@ -140,8 +141,7 @@ def error_table(
             table.labels.setdefault(z, lab if spin == 1 else
                                     [f"{s}{o}" for s in ("u:", "d:") for o in lab])
         shells = [shell_slices(t) for t in st.orbital_types]
-        names = [shell_labels(t) for t in st.orbital_types]
-        sym = _symbols(st.numbers)
+        shell_of = [atom_shells(t) for t in st.orbital_types]
         dist = np.linalg.norm(st.edge_vectors(keys), axis=1)
         for key, d in zip(keys, dist, strict=True):
             i, j = key[3], key[4]
@@ -167,7 +167,8 @@ def error_table(
                     rows["z_j"].append(zj)
                     rows["shell_i"].append(si)
                     rows["shell_j"].append(sj)
-                    rows["block"].append(f"{sym[i]}-{sym[j]} {names[i][si]}-{names[j][sj]}")
+                    rows["block"].append(OrbitalBasis.block_label(
+                        zi, zj, shell_of[i][si], shell_of[j][sj]))
                     rows["edge_type"].append(et)
                     rows["dist"].append(d)
                     rows["t_true"].append(float(np.sum(np.abs(bt) ** 2)))
