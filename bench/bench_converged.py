@@ -47,6 +47,7 @@ SETUPS = ("baseline", "trace", "grad", "tracegrad", "baseline-wide")
 # +TraceGrad of configs/converged.yaml has 102,640 parameters; this baseline 102,774
 WIDE_HIDDEN = "26x0e+11x1o+6x2e+5x3o+3x4e"
 PLATEAU_TOLERANCE = 0.02
+VAL_STEPS = 72  # steps between validations on every set (val_every is in epochs)
 
 
 def run_config(base: Config, set_name: str, setup: str, seed: int, variant: dict[str, str],
@@ -202,11 +203,15 @@ def main() -> None:
     cfgs = [run_config(base, args.set, s, k, variant, out_root) for k in seeds for s in setups]
     if not args.report:
         # build the shared cache once, before the workers start
-        from tgkit.train.run import prepare_cache
+        from tgkit.data.store import GraphDataset
+        from tgkit.train.run import make_split, prepare_cache
 
         Path(cfgs[0].data.cache).parent.mkdir(parents=True, exist_ok=True)
-        prepare_cache(cfgs[0], Path(cfgs[0].train.out_dir))
+        cache = prepare_cache(cfgs[0], Path(cfgs[0].train.out_dir))
+        n_train = len(make_split(cfgs[0], GraphDataset(cache)).train)
         todo = [config_to_dict(c) for c in cfgs]
+        for d in todo:
+            d["train"]["val_every"] = max(1, round(VAL_STEPS / n_train))
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             for out in pool.map(train_one, todo):
                 print(f"done {out}", flush=True)
