@@ -18,7 +18,7 @@ $PY bench/bench_step.py --device cuda --steps 20 --warmup 5 \
   --setups baseline trace grad tracegrad > "$OUT/gpu_check_step.txt"
 $PY bench/bench_step.py --device cuda --steps 20 --warmup 5 --data datasets/graphene-8/0000 \
   --setups baseline tracegrad >> "$OUT/gpu_check_step.txt"
-$PY bench/bench_inference.py --device cuda --chunk 0 --m 9 19 29 --results "$OUT/gpu_check_inference.json"
+$PY bench/bench_inference.py --device cuda --chunk 2000000 --m 9 19 29 --results "$OUT/gpu_check_inference.json"
 $PY - "$OUT" <<'PYEOF'
 import json, sys, pathlib, datetime, torch
 out = pathlib.Path(sys.argv[1])
