@@ -579,8 +579,12 @@ def test_bad_input_is_one_clean_line(variant: Variant, command: str, clean, mode
 
 
 def test_suite_size():
-    """The figure quoted in README.md: at least 60 variants, every command exercised."""
+    """At least 60 variants, every command exercised, and README.md quotes the figure."""
     assert len(VARIANTS) >= 60 and len(CASES) >= 60
+    assert len({v.id for v in VARIANTS}) == len(VARIANTS)
+    readme = (TINY.parents[1] / "README.md").read_text()
+    assert f"**{len(VARIANTS)} variants, all clean**" in readme
+    assert f"{len(CASES)} cases" in readme
     assert {cmd for _, cmd in CASES} == {PRE, CHECK, TRAIN, PREDICT, EVAL}
     assert {v.category for v in VARIANTS} == {"physics", "format", "json", "encoding", "h5",
                                               "overlaps", "tree", "config", "checkpoint"}
