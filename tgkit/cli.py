@@ -127,7 +127,8 @@ def add_train_commands(sub) -> None:
         "MAE_sample^cha, MAE_block^cha on the run's test set (non-twisted and twisted "
         "separately), or on every structure of --data. SOC errors use the complex modulus.",
     )
-    p.add_argument("model", type=Path, help="run directory, best.pt/last.pt or model.pt")
+    p.add_argument("model", type=Path, help="run directory, best.pt/last.pt, model.pt, or the "
+                   "name of a shipped model (graphene, bilayer: see models/)")
     p.add_argument("--data", type=Path, default=None,
                    help="DeepH tree or graph cache to evaluate (default: the run's split)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -156,7 +157,8 @@ def add_train_commands(sub) -> None:
         "OUT/<structure>/hamiltonians_pred.h5 in DeepH format (OpenMX orbital order, eV), "
         "with the structure files copied alongside (OUT may equal DATA).",
     )
-    p.add_argument("model", type=Path, help="run directory, best.pt/last.pt or model.pt")
+    p.add_argument("model", type=Path, help="run directory, best.pt/last.pt, model.pt, or the "
+                   "name of a shipped model (graphene, bilayer: see models/)")
     p.add_argument("data", type=Path, help="a DeepH structure directory or tree")
     p.add_argument("--out", type=Path, required=True, help="output root")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

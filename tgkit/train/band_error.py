@@ -15,12 +15,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from tgkit import keys as K
-from tgkit.data.deeph import read_structure
+from tgkit.data.deeph import Structure, read_structure
 from tgkit.data.graph import graph_blocks, to_device
 from tgkit.data.store import GraphDataset
+from tgkit.nn.inference import predict_structure
 from tgkit.physics.bands import BandReference
 from tgkit.train.hooks import Hook
 
@@ -64,6 +66,18 @@ def band_errors(model: torch.nn.Module, ds: GraphDataset, refs: dict[str, BandRe
     finally:
         model.train(was_training)
     return out
+
+
+def structure_errors(model: torch.nn.Module, structure: Structure,
+                     device: torch.device | str = "cpu") -> dict[str, float]:
+    """MAE (all elements of all blocks) and band errors, meV, of ``model`` on one DFT structure
+    (what the model cards record and the shipped-model tests check)."""
+    pred = predict_structure(model, structure, device=device)
+    ref = structure.hamiltonians
+    err = np.concatenate([np.abs(pred[k] - ref[k]).ravel() for k in ref])
+    c = BandReference(structure).compare(pred, BAND_WINDOW)
+    return {"mae_meV": 1e3 * float(err.mean()), "band_max_meV": 1e3 * c.max_error,
+            "band_mean_meV": 1e3 * c.mean_error}
 
 
 def summarize(errors: dict[str, tuple[float, float]]) -> dict[str, Any]:

@@ -294,10 +294,12 @@ def print_summary(doc: dict[str, Any]) -> None:
 
 
 def _load_for_eval(path: Path, device: torch.device):
-    """A model and its training checkpoint (or None) from a run dir, ``*.pt`` checkpoint or
-    ``model.pt``."""
+    """A model and its training checkpoint (or None) from a run dir, ``*.pt`` checkpoint,
+    ``model.pt`` or the name of a shipped model (:mod:`tgkit.models`)."""
+    from tgkit.models import resolve
     from tgkit.nn import load_model
 
+    path = resolve(path)
     if path.is_dir():
         path = path / ("best.pt" if (path / "best.pt").exists() else "model.pt")
     if not path.is_file():

@@ -149,12 +149,19 @@ class Trainer:
         self.stop_reason = ""
         self.epoch_loss = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum, count
         self.last_metrics: dict[str, float] = {}
+        self.cpu_s = 0.0  # process CPU seconds of training so far, across resumes
+        self._cpu0 = time.process_time()
         self.extra_state: dict[str, Any] = {}  # e.g. config and basis, saved as they are
 
     # ------------------------------------------------------------------ state
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds this process spent in the run so far (summed over resumes): the cost
+        measure of the converged benchmarks, less sensitive than wall time to a busy machine."""
+        return self.cpu_s + time.process_time() - self._cpu0
 
     def stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (hooks call this)."""
@@ -176,7 +183,7 @@ class Trainer:
                 "global_step": self.global_step, "smoothed_val": self.smoothed_val,
                 "last_val_step": self.last_val_step, "stop_reason": self.stop_reason,
                 "epoch_loss": self.epoch_loss.detach().cpu(), "world_size": self.env.world_size,
-                "last_metrics": dict(self.last_metrics),
+                "last_metrics": dict(self.last_metrics), "cpu_s": self.cpu_seconds(),
             },
             "hooks": {k: h.state_dict() for k, h in zip(self._hook_keys, self.hooks, strict=True)},
             "rng": rng_state(),
@@ -198,6 +205,7 @@ class Trainer:
             self.stop_reason = ""  # re-evaluated against this run's max_steps
         self.epoch_loss = t["epoch_loss"].to(self.device, torch.float64)
         self.last_metrics = dict(t["last_metrics"])
+        self.cpu_s, self._cpu0 = float(t.get("cpu_s", 0.0)), time.process_time()
         if self.ema is not None:
             if "ema" not in state:
                 raise ConfigError("train.ema_decay: the checkpoint has no weight average; "
@@ -260,7 +268,7 @@ class Trainer:
             "epoch": self.epoch, "step": self.global_step,
             "train_loss": s / n if n else math.nan,  # mean loss_Q since last validation
             "val_loss": res.loss_q, "val_loss_t": res.loss_t, "val_mae_all": res.mae_all,
-            "time": round(time.time() - self._t0, 3),
+            "time": round(time.time() - self._t0, 3), "cpu_s": round(self.cpu_seconds(), 3),
         }
         self.epoch_loss.zero_()
         self.last_val_step = self.global_step
