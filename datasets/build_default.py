@@ -16,8 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
-from tgkit.data.builders import CP2KBackend, CP2KSettings, build_dataset
 from tgkit.data.structures import DEFAULT_SIGMA, graphene, thermal_perturb
+from tgkit.dft import CP2KBackend, CP2KSettings, build_dataset
 
 HERE = Path(__file__).resolve().parent
 PAIR_CUTOFF = 7.0

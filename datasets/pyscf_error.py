@@ -16,8 +16,8 @@ import time
 
 from ase.build import molecule
 
-from tgkit.data.builders import build_structure, get_backend
 from tgkit.data.structures import graphene
+from tgkit.dft import build_structure, get_backend
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--basis", default="gth-dzvp-molopt-sr")

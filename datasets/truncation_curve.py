@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from tgkit.data.builders import CP2KBackend, CP2KSettings
-from tgkit.data.builders.build import BAND_WINDOW, measure
 from tgkit.data.structures import DEFAULT_SIGMA, graphene, thermal_perturb
+from tgkit.dft import CP2KBackend, CP2KSettings
+from tgkit.dft.build import BAND_WINDOW, measure
 
 
 def main() -> None:

@@ -177,3 +177,12 @@ def test_basis_rotation_shapes():
     torch.testing.assert_close(
         d @ d.conj().T, torch.eye(26, dtype=torch.complex128), atol=1e-13, rtol=0
     )
+
+
+def test_one_label_scheme():
+    from tgkit.irreps import OrbitalBasis, Shell, shell_labels
+
+    basis = OrbitalBasis({6: (0, 0, 1), 1: (0,)})
+    assert basis.orbital_labels() == ["s1", "s2", "p1:-1", "p1:+0", "p1:+1"]
+    assert OrbitalBasis.block_label(6, 1, Shell(0, 1), Shell(1, 0)) == "C-H s2-p1"
+    assert shell_labels((0, 0, 1, 1, 2)) == ["s1", "s2", "p1", "p2", "d1"]

@@ -175,7 +175,7 @@ def add_train_commands(sub) -> None:
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from tgkit.data.check import check_directory
+    from tgkit.dft.check import check_directory
 
     report = check_directory(args.dir, raise_on_failure=False, geometry=not args.no_geometry)
     print(report.summary())
@@ -188,7 +188,7 @@ def _data_build(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tgkit.data import structures as st
-    from tgkit.data.builders import build_dataset, get_backend
+    from tgkit.dft import build_dataset, get_backend
 
     extra_info = None
     if args.twisted:
@@ -235,6 +235,9 @@ def _bands(args: argparse.Namespace) -> int:
     res = bands_command(args.dir, args.pred, args.out, path=args.path, npoints=args.npoints,
                         window=args.window, solver=args.solver, num_bands=args.num_bands,
                         force=args.force)
+    from tgkit.viz.band_png import write_bands_png
+
+    write_bands_png(res, Path(args.out) / "bands.png")
     for k, v in res.summary().items():
         if not isinstance(v, (list, dict)):
             print(f"{k}: {v}")

@@ -40,6 +40,7 @@ OPENMX_TO_E3NN: dict[int, tuple[int, ...]] = {
 # Cartesian (x, y, z) -> e3nn input order (y, z, x).
 CART_TO_E3NN = (1, 2, 0)
 LMAX_ORBITAL = max(OPENMX_TO_E3NN)
+SHELL_LETTERS = "spdfgh"
 
 
 def to_e3nn_frame(vec: torch.Tensor) -> torch.Tensor:
@@ -88,14 +89,35 @@ def irreps_to_block(x: torch.Tensor, l1: int, l2: int) -> torch.Tensor:
     return torch.einsum("abk,...k->...ab", cg_block_basis(l1, l2, x.dtype), x)
 
 
+def shell_dim(l: int) -> int:
+    """Number of orbitals (real harmonics m = -l..l) in a shell of angular momentum l."""
+    return 2 * l + 1
+
+
+def shell_dims(orbital_types: Sequence[int]) -> list[int]:
+    """(2l+1) per shell of one atom, in its file order."""
+    return [shell_dim(l) for l in orbital_types]
+
+
+def num_orbitals(orbital_types: Sequence[int]) -> int:
+    """Orbitals of one atom (spinless): the sum of :func:`shell_dims`."""
+    return sum(shell_dims(orbital_types))
+
+
+def shell_slices(orbital_types: Sequence[int]) -> list[slice]:
+    """Per shell, its rows in the atom's block (the same in OpenMX and e3nn order: both only
+    permute inside a shell). Spinful blocks: add ``num_orbitals`` for the spin-down half."""
+    offsets = np.cumsum([0, *shell_dims(orbital_types)])
+    return [slice(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
 def openmx_to_e3nn_index(orbital_types: Sequence[int]) -> np.ndarray:
     """Permutation of one atom's orbitals: e3nn-ordered row k = OpenMX row ``idx[k]``."""
-    idx, start = [], 0
-    for l in orbital_types:
+    idx = []
+    for l, sl in zip(orbital_types, shell_slices(orbital_types), strict=True):
         if l not in OPENMX_TO_E3NN:
             raise ValueError(f"orbital l={l} is not supported (lmax {LMAX_ORBITAL})")
-        idx.extend(start + p for p in OPENMX_TO_E3NN[l])
-        start += 2 * l + 1
+        idx.extend(sl.start + p for p in OPENMX_TO_E3NN[l])
     return np.asarray(idx, dtype=np.int64)
 
 
@@ -156,6 +178,14 @@ def sisl_to_openmx_block(block: np.ndarray, types_i: Sequence[int], types_j: Seq
     return b[np.ix_(np.argsort(ii), np.argsort(jj))]
 
 
+def basis_conflict(known: Mapping[int, Sequence[int]], z: int, types: Sequence[int]
+                   ) -> tuple[int, ...] | None:
+    """The rule "one orbital basis per element": the basis ``known`` already holds for element
+    ``z`` when it differs from ``types`` (the caller raises, naming both), else None."""
+    have = known.get(int(z))
+    return None if have is None or tuple(have) == tuple(types) else tuple(have)
+
+
 @dataclass(frozen=True)
 class Shell:
     """One radial shell of the universal basis: angular momentum ``l``, ``n``-th of that l."""
@@ -165,7 +195,12 @@ class Shell:
 
     @property
     def dim(self) -> int:
-        return 2 * self.l + 1
+        return shell_dim(self.l)
+
+    @property
+    def label(self) -> str:
+        """``s1``, ``p2``: the letter of l and the shell's number among those of that l."""
+        return f"{SHELL_LETTERS[self.l]}{self.n + 1}"
 
 
 class OrbitalBasis:
@@ -202,9 +237,9 @@ class OrbitalBasis:
         merged: dict[int, tuple[int, ...]] = {}
         for b in bases:
             for z, ls in b.items():
-                ls = tuple(ls)
-                if merged.setdefault(int(z), ls) != ls:
-                    raise ValueError(f"element Z={z} has two orbital bases: {merged[z]} and {ls}")
+                if (have := basis_conflict(merged, z, ls)) is not None:
+                    raise ValueError(f"element Z={z} has two orbital bases: {have} and {tuple(ls)}")
+                merged.setdefault(int(z), tuple(ls))
         return cls(merged)
 
     def _universal_index(self, types: Sequence[int]) -> np.ndarray:
@@ -217,7 +252,7 @@ class OrbitalBasis:
             n = seen.get(l, 0)
             seen[l] = n + 1
             start = self.shell_offset[Shell(l, n)]
-            pos_e3nn.extend(range(start, start + 2 * l + 1))
+            pos_e3nn.extend(range(start, start + shell_dim(l)))
         # OpenMX row perm[k] goes to universal position pos_e3nn[k]
         idx = [0] * len(perm)
         for k, p in enumerate(perm):
@@ -241,6 +276,21 @@ class OrbitalBasis:
     def shell_pairs(self) -> list[tuple[Shell, Shell]]:
         """All (shell_i, shell_j) pairs of the universal basis, row-major."""
         return [(a, b) for a in self.shells for b in self.shells]
+
+    # Labels: the one scheme for metrics, run outputs, figures and the CLI.
+
+    def orbital_labels(self) -> list[str]:
+        """(B,) label of each universal orbital, e3nn m order: ``s1``, ``p1:-1``, ``p1:+0``..."""
+        return [sh.label + (f":{m:+d}" if sh.l else "")
+                for sh in self.shells for m in range(-sh.l, sh.l + 1)]
+
+    @staticmethod
+    def block_label(z_i: int, z_j: int, shell_i: Shell, shell_j: Shell) -> str:
+        """Basic block type label: element pair and shell pair, e.g. ``C-C s1-p2``."""
+        from ase.data import chemical_symbols
+
+        return (f"{chemical_symbols[int(z_i)]}-{chemical_symbols[int(z_j)]} "
+                f"{shell_i.label}-{shell_j.label}")
 
     def to_dict(self) -> dict[str, list[int]]:
         return {str(z): list(ls) for z, ls in self.orbital_types.items()}
@@ -365,14 +415,13 @@ def pyscf_to_openmx_index(orbital_types: Sequence[int]) -> np.ndarray:
     l >= 2 as real solid harmonics m = -l..l, which is e3nn's order (d = xy, yz, z2, xz,
     x2-y2). Shells keep their order (PySCF lists a shell's contractions one after another).
     """
-    idx, start = [], 0
-    for l in orbital_types:
+    idx = []
+    for l, sl in zip(orbital_types, shell_slices(orbital_types), strict=True):
         if l == 1 or l == 0:
-            idx.extend(range(start, start + 2 * l + 1))
+            idx.extend(range(sl.start, sl.stop))
         else:
             inv = np.argsort(OPENMX_TO_E3NN[l])  # OpenMX row q = e3nn row inv[q]
-            idx.extend(start + int(p) for p in inv)
-        start += 2 * l + 1
+            idx.extend(sl.start + int(p) for p in inv)
     return np.asarray(idx, dtype=np.int64)
 
 
@@ -398,14 +447,19 @@ def orbital_labels(orbital_types: Sequence[int]) -> list[str]:
     return out
 
 
-def shell_labels(orbital_types: Sequence[int]) -> list[str]:
-    """Labels of one atom's shells in file order, e.g. ``1s 2s 1p 2p 1d``."""
+def atom_shells(orbital_types: Sequence[int]) -> list[Shell]:
+    """One atom's shells in file order as universal :class:`Shell` s (n counts shells of l)."""
     seen: dict[int, int] = {}
     out = []
     for l in orbital_types:
+        out.append(Shell(l, seen.get(l, 0)))
         seen[l] = seen.get(l, 0) + 1
-        out.append(f"{seen[l]}{'spdf'[l]}")
     return out
+
+
+def shell_labels(orbital_types: Sequence[int]) -> list[str]:
+    """Labels of one atom's shells in file order, e.g. ``s1 s2 p1 p2 d1`` (:attr:`Shell.label`)."""
+    return [sh.label for sh in atom_shells(orbital_types)]
 
 
 # Pauli matrices, cartesian (x, y, z) order; spin is quantized along cartesian z.

@@ -24,7 +24,14 @@ from e3nn import o3
 
 from tgkit.data.deeph import Structure
 from tgkit.data.graph import edges_from_cutoff
-from tgkit.irreps import e3nn_to_openmx_block, irreps_to_block, to_e3nn_frame
+from tgkit.irreps import (
+    e3nn_to_openmx_block,
+    irreps_to_block,
+    num_orbitals,
+    shell_dim,
+    shell_slices,
+    to_e3nn_frame,
+)
 
 CARBON_13 = (0, 0, 1, 1, 2)  # C 2s2p1d, the paper's (and CP2K DZVP's) 13-orbital basis
 DEFAULT_BASIS: dict[int, tuple[int, ...]] = {6: CARBON_13, 1: (0, 0, 1), 8: (0, 0, 1, 1, 2)}
@@ -72,13 +79,9 @@ def _coeff(seed: int, *tag: int) -> float:
     return float(np.random.default_rng([seed, *tag]).standard_normal())
 
 
-def _shell_table(types: Sequence[int]) -> list[tuple[int, int, int]]:
-    """(l, shell index, offset in e3nn-ordered atom basis) per shell."""
-    out, off = [], 0
-    for s, l in enumerate(types):
-        out.append((l, s, off))
-        off += 2 * l + 1
-    return out
+def _shell_table(types: Sequence[int]) -> list[tuple[int, int, slice]]:
+    """(l, shell index, rows in the atom's block) per shell."""
+    return [(l, s, sl) for s, (l, sl) in enumerate(zip(types, shell_slices(types), strict=True))]
 
 
 def _pair_block(
@@ -95,7 +98,7 @@ def _pair_block(
     """(E, n_a, n_b) e3nn-ordered off-site blocks for edges from species za to zb."""
     r = vec.norm(dim=-1).clamp_min(1e-9)
     out = torch.zeros(
-        len(vec), sum(2 * l + 1 for l in ta), sum(2 * l + 1 for l in tb), dtype=torch.float64
+        len(vec), num_orbitals(ta), num_orbitals(tb), dtype=torch.float64
     )
     for l1, s1, o1 in _shell_table(ta):
         for l2, s2, o2 in _shell_table(tb):
@@ -109,7 +112,7 @@ def _pair_block(
                 y = o3.spherical_harmonics(L, to_e3nn_frame(vec), normalize=True)
                 parts.append(radial[:, None] * y)
             x = torch.cat(parts, dim=-1)
-            out[:, o1 : o1 + 2 * l1 + 1, o2 : o2 + 2 * l2 + 1] = irreps_to_block(x, l1, l2)
+            out[:, o1, o2] = irreps_to_block(x, l1, l2)
     return out
 
 
@@ -193,13 +196,11 @@ def _onsite_block(
     atom: int, z: int, types: Sequence[int], edges: np.ndarray, vec: torch.Tensor, seed: int
 ) -> np.ndarray:
     """Shell energies plus a crystal field sum_k g(r_k) Y_L(d_k) (even L), symmetrised."""
-    n = sum(2 * l + 1 for l in types)
+    n = num_orbitals(types)
     blk = torch.zeros(n, n, dtype=torch.float64)
     shells = _shell_table(types)
     for l, s, o in shells:
-        blk[o : o + 2 * l + 1, o : o + 2 * l + 1] += (
-            -8.0 + 4.0 * l + _coeff(seed, z, s)
-        ) * torch.eye(2 * l + 1)
+        blk[o, o] += (-8.0 + 4.0 * l + _coeff(seed, z, s)) * torch.eye(shell_dim(l))
     sel = (edges[:, 3] == atom) & (np.linalg.norm(vec.numpy(), axis=1) > 1e-8)
     v = vec[torch.as_tensor(sel)]
     if len(v):
@@ -214,7 +215,7 @@ def _onsite_block(
                     g = 0.5 * _coeff(seed + 3, z, s1, s2, L) * torch.exp(-r / 1.5)
                     y = o3.spherical_harmonics(L, to_e3nn_frame(v), normalize=True)
                     parts.append((g[:, None] * y).sum(0))
-                blk[o1 : o1 + 2 * l1 + 1, o2 : o2 + 2 * l2 + 1] += irreps_to_block(
+                blk[o1, o2] += irreps_to_block(
                     torch.cat(parts), l1, l2
                 )
     blk = 0.5 * (blk + blk.T)

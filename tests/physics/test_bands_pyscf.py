@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("pyscf")
 
-from tgkit.data.builders import build_structure, get_backend  # noqa: E402
 from tgkit.data.deeph import read_structure  # noqa: E402
 from tgkit.data.structures import graphene, thermal_perturb  # noqa: E402
+from tgkit.dft import build_structure, get_backend  # noqa: E402
 from tgkit.physics.bands import BandSolver, band_energies  # noqa: E402
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from tgkit.data import validate
 from tgkit.errors import DeepHFormatError
+from tgkit.irreps import basis_conflict, num_orbitals
 
 Key = tuple[int, int, int, int, int]  # (Rx, Ry, Rz, i, j), atoms 0-based
 
@@ -65,16 +66,17 @@ class Structure:
         return len(self.numbers)
 
     def num_orbitals(self, atom: int) -> int:
-        return sum(2 * l + 1 for l in self.orbital_types[atom])
+        return num_orbitals(self.orbital_types[atom])
 
     def species_basis(self) -> dict[int, tuple[int, ...]]:
         """``{Z: orbital_types}``; raises if one element carries two different bases."""
         out: dict[int, tuple[int, ...]] = {}
         for z, ls in zip(self.numbers.tolist(), self.orbital_types, strict=True):
-            if out.setdefault(z, tuple(ls)) != tuple(ls):
+            if (have := basis_conflict(out, z, ls)) is not None:
                 raise DeepHFormatError(
-                    self.name, f"element Z={z} has two orbital bases {out[z]} and {tuple(ls)}"
+                    self.name, f"element Z={z} has two orbital bases {have} and {tuple(ls)}"
                 )
+            out.setdefault(z, tuple(ls))
         return out
 
     def edge_vectors(self, keys: list[Key] | np.ndarray | None = None) -> np.ndarray:
@@ -307,7 +309,7 @@ def read_structure(
     info: dict = validate.info(d / INFO_FILE) if (d / INFO_FILE).exists() else {}
     spinful = bool(info.get("isspinful", False))
     fermi = info.get("fermi_level")
-    num_orb = [sum(2 * l + 1 for l in ls) for ls in types]
+    num_orb = [num_orbitals(ls) for ls in types]
     ham = None
     if (d / H_FILE).exists():
         ham = _read_blocks(d / H_FILE, num_orb, spinful, 2 if spinful else 1, max_block_value)

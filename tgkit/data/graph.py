@@ -18,7 +18,7 @@ from ase.neighborlist import primitive_neighbor_list
 from tgkit import keys as K
 from tgkit.data.deeph import H_FILE, S_FILE, Key, Structure, format_key
 from tgkit.errors import DeepHFormatError
-from tgkit.irreps import OrbitalBasis, spinful_index
+from tgkit.irreps import OrbitalBasis, basis_conflict, spinful_index
 
 Graph = dict[str, torch.Tensor]
 
@@ -116,7 +116,7 @@ def check_basis(structure: Structure, basis: OrbitalBasis) -> None:
         if known is None:
             raise DeepHFormatError(where, f"line {n}: element Z={z} is not in the basis of the "
                                    f"dataset or model (elements {list(basis.species)})")
-        if tuple(ls) != known:
+        if basis_conflict(basis.orbital_types, z, ls) is not None:
             raise DeepHFormatError(where, f"line {n}: element Z={z} has basis {tuple(ls)} but "
                                    f"the dataset or model has {known} (one basis per element)")
 

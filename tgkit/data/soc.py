@@ -22,7 +22,14 @@ from collections.abc import Mapping
 import numpy as np
 
 from tgkit.data.deeph import Structure
-from tgkit.irreps import PAULI, angular_momentum, e3nn_to_openmx_block
+from tgkit.irreps import (
+    PAULI,
+    angular_momentum,
+    e3nn_to_openmx_block,
+    num_orbitals,
+    shell_dim,
+    shell_slices,
+)
 
 # Z -> {l: lambda in eV}: approximate atomic valence-shell SOC constants.
 DEFAULT_LAMBDA: dict[int, dict[int, float]] = {
@@ -38,7 +45,7 @@ DEFAULT_LAMBDA: dict[int, dict[int, float]] = {
 def lds_matrix(l: int) -> np.ndarray:
     """(2(2l+1), 2(2l+1)) complex L.S in the spin-major, OpenMX-ordered shell basis."""
     L = angular_momentum(l)  # e3nn order
-    m = 2 * l + 1
+    m = shell_dim(l)
     Lo = np.stack([e3nn_to_openmx_block(L[a], [l], [l]) for a in range(3)])
     out = 0.5 * sum(np.kron(PAULI[a], Lo[a]) for a in range(3))
     assert out.shape == (2 * m, 2 * m)
@@ -47,17 +54,14 @@ def lds_matrix(l: int) -> np.ndarray:
 
 def onsite_soc(orbital_types: list[int], strengths: Mapping[int, float]) -> np.ndarray:
     """(2n, 2n) spin-major on-site SOC of one atom: lambda_l L.S inside each shell of degree l."""
-    n = sum(2 * l + 1 for l in orbital_types)
+    n = num_orbitals(orbital_types)
     out = np.zeros((2 * n, 2 * n), dtype=np.complex128)
-    start = 0
-    for l in orbital_types:
-        m = 2 * l + 1
+    for l, sl in zip(orbital_types, shell_slices(orbital_types), strict=True):
         lam = float(strengths.get(l, 0.0))
         if lam and l > 0:
-            block = lam * lds_matrix(l)
-            idx = np.concatenate([np.arange(start, start + m), n + np.arange(start, start + m)])
-            out[np.ix_(idx, idx)] += block
-        start += m
+            rows = np.arange(sl.start, sl.stop)
+            idx = np.concatenate([rows, n + rows])
+            out[np.ix_(idx, idx)] += lam * lds_matrix(l)
     return out
 
 

@@ -39,7 +39,7 @@ from tgkit.data.deeph import (
 )
 from tgkit.data.graph import Graph, structure_to_graph
 from tgkit.errors import DeepHFormatError, TgkitError
-from tgkit.irreps import OrbitalBasis
+from tgkit.irreps import OrbitalBasis, basis_conflict
 
 CACHE_FORMAT = "tgkit-graphs-1"
 _STORED = (
@@ -75,10 +75,10 @@ def dataset_basis(dirs: Iterable[Path], skipped: dict[Path, str] | None = None
         try:
             basis = read_species_basis(d)
             for z, ls in basis.items():
-                if merged.get(z, ls) != ls:
+                if (have := basis_conflict(merged, z, ls)) is not None:
                     raise DeepHFormatError(
                         d / "orbital_types.dat", f"element Z={z} has basis {ls} but "
-                        f"{where[z] / 'orbital_types.dat'} gives it {merged[z]} "
+                        f"{where[z] / 'orbital_types.dat'} gives it {have} "
                         "(one basis per element in a dataset)")
         except DeepHFormatError as exc:
             if skipped is None:

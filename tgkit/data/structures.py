@@ -26,6 +26,29 @@ DEFAULT_VACUUM = 15.0  # Angstrom along c (slab thickness is added for multilaye
 DEFAULT_SIGMA = (0.05, 0.05, 0.10)  # Angstrom, x y z
 
 
+# Angstrom: a jump in z between height-sorted atoms above this starts a new layer. It keeps a
+# buckled Bi(111) bilayer (1.73 A) and MoS2's S-Mo-S (1.6 A steps) one layer and splits
+# bilayer graphene (3.35 A); builders that know their layers store ``arrays['layer']``.
+LAYER_GAP = 2.5
+
+
+def layer_index(z: np.ndarray, gap: float = LAYER_GAP) -> np.ndarray:
+    """(N,) layer index from heights ``z`` (N,): a new layer starts wherever sorted z jumps by
+    more than ``gap``; layers are numbered from the bottom."""
+    z = np.asarray(z, dtype=float)
+    order = np.argsort(z)
+    layer = np.zeros(len(z), dtype=int)
+    layer[order[1:]] = np.cumsum(np.diff(z[order]) > gap)
+    return layer
+
+
+def atom_layers(atoms: Atoms, gap: float = LAYER_GAP) -> np.ndarray:
+    """(N,) layer index: ``atoms.arrays['layer']`` if a builder set it, else :func:`layer_index`."""
+    if "layer" in atoms.arrays:
+        return np.asarray(atoms.arrays["layer"], dtype=int)
+    return layer_index(atoms.positions[:, 2], gap)
+
+
 def _hex_cell(a: float, c: float) -> np.ndarray:
     return np.array([[a, 0.0, 0.0], [-a / 2, a * math.sqrt(3) / 2, 0.0], [0.0, 0.0, c]])
 

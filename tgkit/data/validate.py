@@ -18,6 +18,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from tgkit.errors import DeepHFormatError
+from tgkit.irreps import basis_conflict
 
 MAX_Z = 118  # heaviest known element (Og)
 MIN_ATOM_DISTANCE = 0.5  # Angstrom; closer atoms (periodic images included) are an error
@@ -73,10 +74,11 @@ def species_basis(path: Path, numbers: np.ndarray, types: list[list[int]]
     out: dict[int, tuple[int, ...]] = {}
     first: dict[int, int] = {}
     for n, (z, ls) in enumerate(zip(numbers.tolist(), types, strict=True), start=1):
-        if out.setdefault(z, tuple(ls)) != tuple(ls):
+        if (have := basis_conflict(out, z, ls)) is not None:
             raise DeepHFormatError(
                 path, f"line {n}: element Z={z} has basis {tuple(ls)} but line {first[z]} "
-                f"gives it {out[z]} (one basis per element)")
+                f"gives it {have} (one basis per element)")
+        out.setdefault(z, tuple(ls))
         first.setdefault(z, n)
     return out
 

@@ -20,7 +20,7 @@ import torch
 from tgkit import keys as K
 from tgkit.data.deeph import Key, Structure
 from tgkit.data.graph import graph_blocks, structure_to_graph, to_device
-from tgkit.errors import TgkitError
+from tgkit.errors import DeepHFormatError, TgkitError
 from tgkit.nn.heads import element_mask
 from tgkit.nn.model import HamiltonianModel
 
@@ -134,7 +134,7 @@ def predict_structure(
         cutoff = model.model_config.cutoff
     try:
         g = structure_to_graph(structure, model.basis, cutoff=cutoff, dtype=param.dtype)
-    except ValueError as exc:  # an element the model was not trained on
+    except (ValueError, DeepHFormatError) as exc:  # an element or basis the model lacks
         raise TgkitError(f"{structure.name}: does not fit the model's basis "
                          f"{model.basis.orbital_types} ({exc})") from None
     g.pop(K.HAMILTONIAN, None)

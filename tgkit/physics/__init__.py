@@ -16,7 +16,7 @@ from tgkit.physics.bands import (
     bands_command,
     compare_bands,
     kpath,
-    write_band_report,
+    write_band_data,
 )
 from tgkit.physics.equivariance import (
     BlockType,
@@ -31,7 +31,7 @@ from tgkit.physics.equivariance import (
 __all__ = [
     "OVERLAP_THRESHOLD", "BandComparison", "Bands", "BandSolver", "BlochAssembler", "KPath",
     "band_energies", "band_errors", "bands_command", "compare_bands", "kpath",
-    "write_band_report", "BlockType", "atom_rotations", "block_type_errors",
+    "write_band_data", "BlockType", "atom_rotations", "block_type_errors",
     "check_equivariance", "random_rotation", "rotate", "rotate_blocks",
     "to_sisl", "from_sisl", "sisl_dos",
 ]

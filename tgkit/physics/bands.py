@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from tgkit.data.deeph import Key, Structure, read_blocks, read_structure
 from tgkit.errors import TgkitError
-from tgkit.io_utils import atomic_path, atomic_write, write_text
+from tgkit.io_utils import atomic_write, write_text
 
 OVERLAP_THRESHOLD = 5e-4  # S(k) eigenvalues below this are projected out (DeepH-pack dense_calc)
 DENSE_MAX_ORBITALS = 3000  # above this many orbitals "auto" picks the sparse solver
@@ -433,43 +433,17 @@ def compare_bands(
     return ref.compare(H_pred_blocks, window)
 
 
-def write_band_report(result: BandComparison, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``bands.png`` (reference vs prediction), ``bands.csv`` and ``bands.json``.
+def write_band_data(result: BandComparison, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``bands.csv`` and ``bands.json`` (the numbers; the figure is drawn by
+    :func:`tgkit.viz.band_png.write_bands_png` from the same :class:`BandComparison`).
 
     The CSV has one row per (k, band): k index, linear x (1/Angstrom), k fractional, band,
     reference and predicted energies minus E_F (eV). The JSON holds :meth:`summary` plus the
     path labels.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ef, kp = result.fermi_level, result.path
-    fig, ax = plt.subplots(figsize=(5.0, 4.5), dpi=150)
-    for n in range(result.e_ref.shape[1]):
-        ax.plot(kp.x, result.e_ref[:, n] - ef, color="black", lw=1.2,
-                label="reference" if n == 0 else None)
-        ax.plot(kp.x, result.e_pred[:, n] - ef, color="tab:red", lw=1.0, ls="--",
-                label="prediction" if n == 0 else None)
-    for sx in kp.special_x:
-        ax.axvline(sx, color="0.7", lw=0.6)
-    ax.axhline(0.0, color="0.5", lw=0.6, ls=":")
-    ax.set_xticks(kp.special_x, kp.labels)
-    ax.set_xlim(kp.x[0], kp.x[-1])
-    ax.set_ylim(-2 * result.window, 2 * result.window)
-    ax.set_ylabel("E - E_F (eV)")
-    ax.set_title(f"{result.name}: max {1e3 * result.max_error:.1f} meV, "
-                 f"mean {1e3 * result.mean_error:.1f} meV in ±{result.window:g} eV", fontsize=8)
-    ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    png = out / "bands.png"
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-
     csv_path = out / "bands.csv"
     with atomic_write(csv_path, "w", newline="") as f:
         w = csv.writer(f)
@@ -483,7 +457,10 @@ def write_band_report(result: BandComparison, out_dir: str | os.PathLike) -> dic
     summary["labels"] = kp.labels
     summary["special_x"] = kp.special_x.tolist()
     write_text(js, json.dumps(summary, indent=1) + "\n")
-    return {"png": png, "csv": csv_path, "json": js}
+    return {"csv": csv_path, "json": js}
+
+
+REPORT_FILES = ("bands.png", "bands.csv", "bands.json")
 
 
 def bands_command(
@@ -497,13 +474,15 @@ def bands_command(
     num_bands: int | None = None,
     force: bool = False,
 ) -> BandComparison:
-    """``tgkit bands --dir DIR --pred FILE --out OUT``: compare, write the report, return it.
+    """``tgkit bands --dir DIR --pred FILE --out OUT``: compare, write the numbers, return them.
 
     ``pred`` may be a path, or a file name inside ``structure_dir`` (``hamiltonians_pred.h5``).
-    Existing report files in ``out_dir`` are an error unless ``force``.
+    Writes ``bands.csv`` and ``bands.json`` (:func:`write_band_data`); the CLI adds
+    ``bands.png`` with :func:`tgkit.viz.band_png.write_bands_png`. Existing report files in
+    ``out_dir`` (``REPORT_FILES``) are an error unless ``force``.
     """
     if not force:
-        for name in ("bands.png", "bands.csv", "bands.json"):
+        for name in REPORT_FILES:
             if (Path(out_dir) / name).exists():
                 raise TgkitError(f"{Path(out_dir) / name}: already exists; pass --force to "
                                  "overwrite it")
@@ -515,12 +494,12 @@ def bands_command(
     blocks = read_blocks(p, ref)
     res = compare_bands(ref, blocks, path=path, npoints=npoints, window=window, solver=solver,
                         num_bands=num_bands)
-    write_band_report(res, out_dir)
+    write_band_data(res, out_dir)
     return res
 
 
 __all__ = [
     "OVERLAP_THRESHOLD", "BlochAssembler", "BandSolver", "Bands", "band_energies", "KPath",
     "kpath", "BandComparison", "BandReference", "band_errors", "compare_bands",
-    "write_band_report", "bands_command",
+    "write_band_data", "REPORT_FILES", "bands_command",
 ]

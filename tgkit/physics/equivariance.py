@@ -16,7 +16,13 @@ import numpy as np
 
 from tgkit.data.deeph import Key, Structure
 from tgkit.errors import TgkitError
-from tgkit.irreps import e3nn_to_openmx_block, orbital_rotation, su2_matrix
+from tgkit.irreps import (
+    e3nn_to_openmx_block,
+    num_orbitals,
+    orbital_rotation,
+    shell_slices,
+    su2_matrix,
+)
 
 Predictor = Callable[[Structure], dict[Key, np.ndarray]]
 
@@ -94,15 +100,11 @@ def rotate(structure: Structure, rot: np.ndarray, with_blocks: bool = True) -> S
     return new
 
 
-def _shell_slices(types: list[int], spinful: bool) -> list[np.ndarray]:
+def _shell_rows(types: list[int], spinful: bool) -> list[np.ndarray]:
     """Per shell, its row indices in the atom's file-ordered (spin-major) block."""
-    n = sum(2 * l + 1 for l in types)
-    out, off = [], 0
-    for l in types:
-        idx = np.arange(off, off + 2 * l + 1)
-        out.append(np.concatenate([idx, idx + n]) if spinful else idx)
-        off += 2 * l + 1
-    return out
+    n = num_orbitals(types)
+    rows = [np.arange(sl.start, sl.stop) for sl in shell_slices(types)]
+    return [np.concatenate([r, r + n]) for r in rows] if spinful else rows
 
 
 def block_type_errors(
@@ -112,7 +114,7 @@ def block_type_errors(
     keys = sorted(set(a) & set(b))
     if not keys:
         raise TgkitError(f"{structure.name}: the two block sets share no key")
-    slices = [_shell_slices(t, structure.spinful) for t in structure.orbital_types]
+    slices = [_shell_rows(t, structure.spinful) for t in structure.orbital_types]
     z = structure.numbers.tolist()
     out: dict[BlockType, float] = {}
     for k in keys:

@@ -34,7 +34,9 @@ import scipy.sparse as sp
 from tgkit.data.deeph import Key, Structure
 from tgkit.errors import TgkitError
 from tgkit.irreps import (
+    num_orbitals,
     openmx_to_sisl_block,
+    shell_dim,
     sisl_orbital_lm,
     sisl_to_openmx_block,
 )
@@ -205,7 +207,7 @@ def from_sisl(H: sisl.Hamiltonian, name: str = "", fermi_level: float | None = N
     else:
         types = [[int(l) for l in ls] for ls in orbital_types]
         if len(types) != geom.na or any(
-            sum(2 * l + 1 for l in ls) != geom.atoms[a].no for a, ls in enumerate(types)
+            num_orbitals(ls) != geom.atoms[a].no for a, ls in enumerate(types)
         ):
             raise TgkitError(f"{name or 'sisl Hamiltonian'}: orbital_types do not match the "
                              "atoms' orbital counts")
@@ -277,15 +279,15 @@ def _orbital_types(atom, index: int) -> list[int]:
     types, k = [], 0
     while k < len(orbs):
         l = int(orbs[k].l)
-        shell = orbs[k: k + 2 * l + 1]
+        shell = orbs[k: k + shell_dim(l)]
         ms = [getattr(o, "m", None) for o in shell]
-        if len(shell) != 2 * l + 1 or ms != list(range(-l, l + 1)):
+        if len(shell) != shell_dim(l) or ms != list(range(-l, l + 1)):
             raise TgkitError(
                 f"atom {index + 1} ({atom.symbol}): orbitals {k}.. are not a complete shell "
                 f"m = -{l}..{l} in sisl's order (got m = {ms})"
             )
         types.append(l)
-        k += 2 * l + 1
+        k += shell_dim(l)
     return types
 
 

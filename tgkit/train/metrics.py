@@ -25,19 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from ase.data import chemical_symbols
 
 from tgkit import keys as K
 from tgkit.irreps import OrbitalBasis
 
 MEV = 1000.0  # blocks are in eV
-SHELL_LETTERS = "spdfgh"
-
-
-def shell_label(l: int, n: int) -> str:
-    return f"{SHELL_LETTERS[l]}{n + 1}"
-
-
 def block_types(basis: OrbitalBasis) -> list[tuple[int, int, int, int, str]]:
     """Every basic block type that exists: (species_i, species_j, shell_i, shell_j, label)."""
     omask = basis.orbital_mask().numpy()
@@ -52,9 +44,7 @@ def block_types(basis: OrbitalBasis) -> list[tuple[int, int, int, int, str]]:
                     ob = basis.shell_offset[sb]
                     if not omask[sj, ob]:
                         continue
-                    label = (f"{chemical_symbols[zi]}-{chemical_symbols[zj]} "
-                             f"{shell_label(sa.l, sa.n)}-{shell_label(sb.l, sb.n)}")
-                    out.append((si, sj, a, b, label))
+                    out.append((si, sj, a, b, basis.block_label(zi, zj, sa, sb)))
     return out
 
 

@@ -58,7 +58,7 @@ from tgkit.train.distributed import (
     init_distributed,
     parse_dtype,
 )
-from tgkit.train.metrics import SHELL_LETTERS, EvalResult
+from tgkit.train.metrics import EvalResult
 from tgkit.train.outputs import claim_run_dir, refuse_overwrite
 from tgkit.train.schedule import inference_weights
 from tgkit.train.trainer import Trainer, evaluate
@@ -140,15 +140,6 @@ def default_hooks(config: Config, out_dir: Path, verbose: bool = True) -> list[H
     return hooks
 
 
-def orbital_labels(basis: OrbitalBasis) -> list[str]:
-    """``s1``, ``p1:-1``, ... label of each of the B universal orbitals (e3nn m order)."""
-    out = []
-    for sh in basis.shells:
-        for m in range(-sh.l, sh.l + 1):
-            out.append(f"{SHELL_LETTERS[sh.l]}{sh.n + 1}" + (f":{m:+d}" if sh.l else ""))
-    return out
-
-
 def result_json(res: EvalResult, n: int) -> dict[str, Any]:
     return {**res.summary(), "worst_sample": res.worst_sample if res.mae_sample else None,
             "worst_block": res.worst_block if res.mae_block else None, **res.to_json(),
@@ -181,7 +172,7 @@ def write_results(out_dir: Path, results: dict[str, tuple[EvalResult, int]], bas
     doc = results_doc(results, bands or {}) | extra
     write_text(out_dir / "results.json", json.dumps(doc, indent=1))
     arrays: dict[str, np.ndarray] = {"species": np.asarray(basis.species),
-                                     "orbital_labels": np.asarray(orbital_labels(basis))}
+                                     "orbital_labels": np.asarray(basis.orbital_labels())}
     for k, (r, _) in results.items():
         arrays[f"{k}/orbital_mae"] = r.orbital_mae
         arrays[f"{k}/orbital_count"] = r.orbital_count

@@ -1,4 +1,4 @@
-"""Data for the notebooks: the shipped dataset when present, tiny toy data otherwise.
+"""Data for the notebooks: the checkout's ``datasets/`` (or ``TGKIT_DATASETS``), tiny in CI.
 
 Every notebook's first cell reads ``TGKIT_TINY`` (``1`` in CI: a few tiny toy structures and
 a handful of training steps, seconds on 2 cores) and calls the functions here, so that the
@@ -17,7 +17,12 @@ from ase import Atoms
 
 from tgkit.config import Config, DataConfig, ModelConfig, TraceGradConfig, TrainConfig
 from tgkit.data.deeph import Key, Structure, find_structures, read_structure
-from tgkit.data.structures import bilayer_graphene, commensurate_angle, twisted_bilayer_graphene
+from tgkit.data.structures import (
+    bilayer_graphene,
+    commensurate_angle,
+    layer_index,
+    twisted_bilayer_graphene,
+)
 from tgkit.errors import TgkitError
 from tgkit.nn.inference import predict_structure
 
@@ -32,7 +37,7 @@ def twisted_bilayers(tiny: bool = True, ms: tuple[int, ...] | None = None) -> di
     ms = ms if ms is not None else ((1, 2) if tiny else (1, 2, 3, 5, 8))
     out: dict[float, Atoms] = {}
     ab = bilayer_graphene(size=(2, 2))
-    ab.set_array("layer", (ab.positions[:, 2] > ab.positions[:, 2].mean()).astype(int))
+    ab.set_array("layer", layer_index(ab.positions[:, 2]))
     out[0.0] = ab
     for m in ms:
         atoms = twisted_bilayer_graphene(m)
@@ -47,20 +52,53 @@ def layer_array(atoms: Atoms) -> np.ndarray:
 
 # --------------------------------------------------------------------------- training data
 
-REPO = Path(__file__).resolve().parents[2]
-TINY_DATA = REPO / "datasets" / "graphene-tiny"  # 2 structures x 8 C atoms (CP2K, shipped)
-SMALL_DATA = REPO / "datasets" / "graphene-8"
+DATASETS_ENV = "TGKIT_DATASETS"  # a directory holding graphene-tiny/ (and graphene-8/)
+TINY_NAME = "graphene-tiny"  # 2 structures x 8 C atoms (CP2K, shipped in the repository)
+SMALL_NAME = "graphene-8"
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (it has ``datasets/``), or None if installed."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "datasets").is_dir() and (root / "tgkit").is_dir() else None
+
+
+def datasets_root(path: str | Path | None = None) -> Path:
+    """Where the notebooks' DeepH trees live.
+
+    In order: ``path``, the ``TGKIT_DATASETS`` variable, the checkout's ``datasets/``.
+
+    Raises:
+        TgkitError: none of them is an existing directory.
+    """
+    given = path if path is not None else os.environ.get(DATASETS_ENV)
+    if given is not None:
+        root = Path(given)
+        if not root.is_dir():
+            raise TgkitError(f"{root}: no such datasets directory")
+        return root
+    repo = checkout_root()
+    if repo is None:
+        raise TgkitError(
+            "no datasets directory: tgkit is not running from a source checkout; set "
+            f"{DATASETS_ENV}=DIR (a folder with {TINY_NAME}/) or pass the path explicitly")
+    return repo / "datasets"
+
+
 # a small encoder: seconds per step on 2 CPU cores, enough to see the curves move
 TINY_MODEL = dict(irreps_embed="8x0e", irreps_hidden="8x0e+4x1o+2x2e+2x3o+2x4e",
                   num_blocks=1, num_radial=16, radial_hidden=16)
 TINY_TRACEGRAD = dict(num_invariants=8, hidden=16, num_z=8, decoder_hidden=16)
 
 
-def data_path(tiny: bool = True) -> Path:
-    """The shipped DeepH tree the notebooks train on (``datasets/graphene-tiny`` in CI)."""
-    path = TINY_DATA if tiny or not SMALL_DATA.exists() else SMALL_DATA
+def data_path(tiny: bool = True, root: str | Path | None = None) -> Path:
+    """The DeepH tree the notebooks train on: ``graphene-tiny`` (CI) or ``graphene-8`` under
+    :func:`datasets_root` (``root`` overrides it)."""
+    base = datasets_root(root)
+    small = base / SMALL_NAME
+    path = base / TINY_NAME if tiny or not small.exists() else small
     if not path.exists():
-        raise TgkitError(f"{path}: shipped dataset missing (see datasets/README)")
+        raise TgkitError(f"{path}: dataset missing (see datasets/README.md)")
     return path
 
 
@@ -113,25 +151,26 @@ def predict_all(model, structures: Sequence[Structure]) -> dict[str, dict[Key, n
     return {st.name: fn(st) for st in structures}
 
 
-def datasets_available() -> dict[str, Path]:
-    """``{name: path}`` of the DeepH trees shipped in ``datasets/``."""
-    root = REPO / "datasets"
-    return {p.name: p for p in sorted(root.iterdir())
-            if p.is_dir() and any(p.rglob("hamiltonians.h5"))} if root.exists() else {}
+def datasets_available(root: str | Path | None = None) -> dict[str, Path]:
+    """``{name: path}`` of the DeepH trees under :func:`datasets_root`."""
+    base = datasets_root(root)
+    return {p.name: p for p in sorted(base.iterdir())
+            if p.is_dir() and any(p.rglob("hamiltonians.h5"))}
 
 
 def trained_run(tiny: bool = True, setup: str = "tracegrad", steps: int | None = None,
                 root: str | Path | None = None) -> Path:
     """A run directory with a trained model, trained on first use and reused afterwards.
 
-    The notebooks share it (``runs/notebooks/<tiny|full>-<setup>``, git-ignored; the
-    ``TGKIT_NOTEBOOK_RUNS`` variable moves it), so only the first one pays for training.
-    Returns the run directory.
+    The notebooks share it (``runs/notebooks/<tiny|full>-<setup>`` in the checkout, else in
+    the working directory; git-ignored; the ``TGKIT_NOTEBOOK_RUNS`` variable moves it), so
+    only the first one pays for training. Returns the run directory.
     """
     from tgkit.train import train
 
     if root is None:
-        root = os.environ.get("TGKIT_NOTEBOOK_RUNS", REPO / "runs" / "notebooks")
+        base = checkout_root() or Path.cwd()
+        root = os.environ.get("TGKIT_NOTEBOOK_RUNS", base / "runs" / "notebooks")
     root = Path(root)
     out = root / f"{'tiny' if tiny else 'full'}-{setup}"
     if not (out / "model.pt").exists():

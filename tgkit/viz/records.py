@@ -5,8 +5,8 @@ predictor ``Structure -> blocks`` (see :mod:`tgkit.physics.equivariance`). Table
 numpy arrays (no pandas) so that they are cheap to filter in a widget callback.
 
 Edge types: ``onsite`` (i = j, R = 0), ``intralayer`` and ``interlayer`` (layers are clusters
-of atoms along z separated by more than :data:`LAYER_GAP`; buckled Bi layers, 1.7 A thick,
-stay one layer). A structure is *twisted* when its ``info['twist_angle']`` is above 0.01 deg.
+of atoms along z, :func:`tgkit.data.structures.layer_index` with its one documented gap).
+A structure is *twisted* when its ``info['twist_angle']`` is above 0.01 deg.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tgkit.data.deeph import Key, Structure
+from tgkit.data.structures import LAYER_GAP, layer_index
 from tgkit.errors import TgkitError
-from tgkit.irreps import orbital_labels, shell_labels
+from tgkit.irreps import OrbitalBasis, atom_shells, orbital_labels, shell_slices
 
-LAYER_GAP = 2.5  # Angstrom: a larger jump in z between sorted atoms starts a new layer
 EDGE_TYPES = ("onsite", "intralayer", "interlayer")
 Pair = tuple[int, int]
 
@@ -29,15 +29,7 @@ def structure_layers(structure: Structure, gap: float = LAYER_GAP) -> np.ndarray
     """(N,) layer index of each atom (``info['layer']`` if given, else clustering in z)."""
     if "layer" in structure.info:
         return np.asarray(structure.info["layer"], dtype=int)
-    return z_layers(structure.positions[:, 2], gap)
-
-
-def z_layers(z: np.ndarray, gap: float) -> np.ndarray:
-    """(N,) layer index from heights: a new layer starts wherever sorted z jumps by > gap."""
-    order = np.argsort(z)
-    layer = np.zeros(len(z), dtype=int)
-    layer[order[1:]] = np.cumsum(np.diff(z[order]) > gap)
-    return layer
+    return layer_index(structure.positions[:, 2], gap)
 
 
 def is_twisted(structure: Structure) -> bool:
@@ -52,14 +44,6 @@ def edge_type(key: Key, layers: np.ndarray) -> str:
     return "intralayer" if layers[key[3]] == layers[key[4]] else "interlayer"
 
 
-def _shell_ranges(types: Sequence[int]) -> list[slice]:
-    out, off = [], 0
-    for l in types:
-        out.append(slice(off, off + 2 * l + 1))
-        off += 2 * l + 1
-    return out
-
-
 @dataclass
 class ErrorTable:
     """Errors of one set of predictions over several structures.
@@ -72,7 +56,8 @@ class ErrorTable:
         twisted: ``{structure: bool}``.
         trace: per shell-pair block (flat arrays of equal length): ``structure`` (str),
             ``z_i``, ``z_j``, ``shell_i``, ``shell_j`` (int), ``block`` (str label such as
-            ``C-C 1s-2p``), ``edge_type`` (str), ``dist`` (A), ``t_true``, ``t_pred``
+            ``C-C s1-p2``, :meth:`tgkit.irreps.OrbitalBasis.block_label`), ``edge_type`` (str),
+            ``dist`` (A), ``t_true``, ``t_pred``
             (||H_b||_F^2, eV^2), ``mae`` (mean |dH| over the block, eV).
     """
 
@@ -155,9 +140,8 @@ def error_table(
             lab = orbital_labels(types)
             table.labels.setdefault(z, lab if spin == 1 else
                                     [f"{s}{o}" for s in ("u:", "d:") for o in lab])
-        shells = [_shell_ranges(t) for t in st.orbital_types]
-        names = [shell_labels(t) for t in st.orbital_types]
-        sym = _symbols(st.numbers)
+        shells = [shell_slices(t) for t in st.orbital_types]
+        shell_of = [atom_shells(t) for t in st.orbital_types]
         dist = np.linalg.norm(st.edge_vectors(keys), axis=1)
         for key, d in zip(keys, dist, strict=True):
             i, j = key[3], key[4]
@@ -183,7 +167,8 @@ def error_table(
                     rows["z_j"].append(zj)
                     rows["shell_i"].append(si)
                     rows["shell_j"].append(sj)
-                    rows["block"].append(f"{sym[i]}-{sym[j]} {names[i][si]}-{names[j][sj]}")
+                    rows["block"].append(OrbitalBasis.block_label(
+                        zi, zj, shell_of[i][si], shell_of[j][sj]))
                     rows["edge_type"].append(et)
                     rows["dist"].append(d)
                     rows["t_true"].append(float(np.sum(np.abs(bt) ** 2)))

@@ -24,8 +24,8 @@ import numpy as np
 import plotly.graph_objects as go
 from ase import Atoms
 
+from tgkit.data.structures import atom_layers
 from tgkit.errors import TgkitError
-from tgkit.viz.records import z_layers
 
 NGLVIEW_EXTENSION = "nglview-js-widgets"  # the lab extension's npm package name
 LAYER_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -82,13 +82,6 @@ def import_nglview():
 
 
 # --------------------------------------------------------------------------- colouring
-
-
-def atom_layers(atoms: Atoms, gap: float = 1.0) -> np.ndarray:
-    """(N,) layer index: ``atoms.arrays['layer']`` if set, else clusters of z (gap in A)."""
-    if "layer" in atoms.arrays:
-        return np.asarray(atoms.arrays["layer"], dtype=int)
-    return z_layers(atoms.positions[:, 2], gap)
 
 
 def value_colors(values: np.ndarray, num_bins: int = 8) -> tuple[list[str], np.ndarray]:

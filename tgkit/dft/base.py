@@ -3,9 +3,9 @@
 A backend turns one :class:`ase.Atoms` into a :class:`DFTResult`: the *full* real-space
 Hamiltonian and overlap blocks (every pair the DFT code kept, OpenMX orbital order, eV) plus
 the DFT code's own eigenvalues on its SCF mesh and along a path off the mesh. The builder
-(:func:`tgkit.data.builders.build_structure`) then truncates to a pair cutoff, measures what
+(:func:`tgkit.dft.build_structure`) then truncates to a pair cutoff, measures what
 the truncation costs in band energies, and writes the DeepH directory with a ``dft_bands.json``
-that :func:`tgkit.data.check.check_directory` later compares against.
+that :func:`tgkit.dft.check.check_directory` later compares against.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from tgkit.data import validate
-from tgkit.data.builders.base import BANDS_FILE, ReferenceBands, band_energies, band_error
 from tgkit.data.deeph import Structure, find_structures, read_structure
+from tgkit.dft.base import BANDS_FILE, ReferenceBands, band_energies, band_error
 from tgkit.errors import DeepHFormatError, TgkitError
 from tgkit.irreps import pyscf_to_openmx_index
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tgkit.data.builders.base import (
+from tgkit.data.deeph import write_structure
+from tgkit.dft.base import (
     BANDS_FILE,
     Backend,
     DFTResult,
@@ -22,7 +23,6 @@ from tgkit.data.builders.base import (
     truncate,
     write_bands,
 )
-from tgkit.data.deeph import write_structure
 from tgkit.errors import TgkitError
 
 # Angstrom. Measured on 8-atom perturbed graphene, DZVP-MOLOPT-SR-GTH (datasets/README.md):

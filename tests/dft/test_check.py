@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tgkit.data.check import check_directory, check_structure, parse_cp2k_basis
+from tgkit.dft.check import check_directory, check_structure, parse_cp2k_basis
 from tgkit.errors import TgkitError
 
 TINY = Path(__file__).resolve().parents[2] / "datasets" / "graphene-tiny"

@@ -8,18 +8,18 @@ import json
 import numpy as np
 import pytest
 
-from tgkit.data.builders import build_structure, get_backend
-from tgkit.data.builders.base import band_energies
-from tgkit.data.builders.pyscf_backend import (
+from tgkit.data.deeph import Structure, read_structure
+from tgkit.data.structures import graphene
+from tgkit.dft import build_structure, get_backend
+from tgkit.dft.base import band_energies
+from tgkit.dft.check import check_directory, hermiticity_error, parse_cp2k_basis
+from tgkit.dft.pyscf_backend import (
     PySCFBackend,
     cp2k_basis_text,
     fermi_level,
     fourier_to_real_space,
     min_image_blocks,
 )
-from tgkit.data.check import check_directory, hermiticity_error, parse_cp2k_basis
-from tgkit.data.deeph import Structure, read_structure
-from tgkit.data.structures import graphene
 from tgkit.physics.bands import BlochAssembler
 
 # tiny periodic settings: 1s1p carbon, 2x2x1 mesh, low cutoff (~15 s on 2 busy cores)

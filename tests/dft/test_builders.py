@@ -8,9 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tgkit.data.builders import CP2KBackend, CP2KSettings, build_structure, truncate
-from tgkit.data.builders.base import band_energies
-from tgkit.data.builders.cp2k import (
+from tgkit.data.deeph import read_structure
+from tgkit.data.soc import to_spinful
+from tgkit.data.structures import graphene, thermal_perturb
+from tgkit.dft import CP2KBackend, CP2KSettings, build_structure, truncate
+from tgkit.dft.base import band_energies
+from tgkit.dft.check import check_directory
+from tgkit.dft.cp2k import (
     CP2KError,
     find_cp2k,
     monkhorst_pack,
@@ -18,10 +22,6 @@ from tgkit.data.builders.cp2k import (
     parse_images,
     read_csr,
 )
-from tgkit.data.check import check_directory
-from tgkit.data.deeph import read_structure
-from tgkit.data.soc import to_spinful
-from tgkit.data.structures import graphene, thermal_perturb
 from tgkit.errors import TgkitError
 from tgkit.irreps import openmx_to_e3nn_index, orbital_rotation
 

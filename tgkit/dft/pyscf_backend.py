@@ -38,11 +38,11 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from tgkit.data.builders.base import HARTREE_EV, Backend, DFTResult, ReferenceBands
-from tgkit.data.builders.cp2k import path_special_points
 from tgkit.data.deeph import Key, Structure
+from tgkit.dft.base import HARTREE_EV, Backend, DFTResult, ReferenceBands
+from tgkit.dft.cp2k import path_special_points
 from tgkit.errors import TgkitError
-from tgkit.irreps import pyscf_to_openmx_index
+from tgkit.irreps import num_orbitals, pyscf_to_openmx_index
 
 BOHR = 0.52917721092  # Angstrom, PySCF's value (pyscf.lib.param.BOHR)
 KELVIN_HARTREE = 3.166811563e-6
@@ -145,14 +145,14 @@ def openmx_permutation(orbital_types: list[list[int]]) -> np.ndarray:
     perm, start = [], 0
     for types in orbital_types:
         perm.append(start + pyscf_to_openmx_index(types))
-        start += sum(2 * l + 1 for l in types)
+        start += num_orbitals(types)
     return np.concatenate(perm)
 
 
 def cp2k_basis_text(symbol: str, shells: list, name: str = "PYSCF") -> str:
     """CP2K-format text of a PySCF basis (``mol._basis[symbol]``), one set per shell.
 
-    :func:`tgkit.data.check.parse_cp2k_basis` reads it back in the same shell order, so the
+    :func:`tgkit.dft.check.parse_cp2k_basis` reads it back in the same shell order, so the
     geometry check rebuilds exactly the basis the SCF used.
     """
     lines = [f"{symbol} {name}", str(len(shells))]
@@ -396,7 +396,7 @@ class PySCFBackend(Backend):
 
         types = atom_orbital_types(cell)
         perm = openmx_permutation(types)
-        sizes = [sum(2 * l + 1 for l in t) for t in types]
+        sizes = [num_orbitals(t) for t in types]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         perm_of_atom = [pyscf_to_openmx_index(t) for t in types]
         hk = fock[:nd][:, perm][:, :, perm] * HARTREE_EV
@@ -445,7 +445,7 @@ class PySCFBackend(Backend):
         t_scf = _run_scf(mf, s)
         types = atom_orbital_types(mol)
         perm = openmx_permutation(types)
-        sizes = [sum(2 * l + 1 for l in t) for t in types]
+        sizes = [num_orbitals(t) for t in types]
         off = np.concatenate([[0], np.cumsum(sizes)])
         fock = np.asarray(mf.get_fock())[np.ix_(perm, perm)] * HARTREE_EV
         ovlp = np.asarray(mf.get_ovlp())[np.ix_(perm, perm)]

@@ -2,7 +2,7 @@
 
 CP2K (Debian's ``cp2k`` package, 2023.1) writes each image's KS and overlap matrix with
 ``&KS_CSR_WRITE`` / ``&S_CSR_WRITE`` ``REAL_SPACE T``. Facts this module relies on (measured,
-see ``shared/docs/dft-data.md`` and ``tests/data/test_builders.py``):
+see ``shared/docs/dft-data.md`` and ``tests/dft/test_builders.py``):
 
 * files ``<P>-KS_SPIN_1_R_<n>-1_0.csr`` / ``<P>-S_SPIN_1_R_<n>-1_0.csr``: 1-based
   ``row col value`` over all orbitals, atom by atom; KS in Hartree. The image-to-cell table is
@@ -29,17 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tgkit.data.builders.base import HARTREE_EV, Backend, DFTResult, ReferenceBands
 from tgkit.data.deeph import Key, Structure
+from tgkit.dft.base import HARTREE_EV, Backend, DFTResult, ReferenceBands
 from tgkit.errors import TgkitError
-from tgkit.irreps import e3nn_to_openmx_block
+from tgkit.irreps import e3nn_to_openmx_block, num_orbitals
 
 CP2K_EXECUTABLES = ("cp2k.psmp", "cp2k.ssmp", "cp2k.popt", "cp2k.sopt", "cp2k")
 DATA_DIRS = ("/usr/share/cp2k", "/usr/share/cp2k/data", "/opt/cp2k/data")
 INSTALL_HINT = (
     "CP2K is not installed: on Debian/Ubuntu run `apt-get install -y cp2k` as root (CP2K 2023.1, "
     "~10 s), or set CP2K_EXE to a cp2k.psmp/cp2k.ssmp binary. Without CP2K, use the PySCF backend "
-    "(`pip install pyscf`; tgkit.data.builders.PySCFBackend)."
+    "(`pip install pyscf`; tgkit.dft.PySCFBackend)."
 )
 
 
@@ -330,7 +330,7 @@ def blocks_from_csr(
     scale: float,
 ) -> dict[Key, np.ndarray]:
     """DeepH blocks (OpenMX order) of every nonzero atom pair of every image."""
-    sizes = [sum(2 * l + 1 for l in t) for t in types]
+    sizes = [num_orbitals(t) for t in types]
     off = np.concatenate([[0], np.cumsum(sizes)])
     n = int(off[-1])
     blocks: dict[Key, np.ndarray] = {}
