@@ -7,6 +7,7 @@ import torch
 
 from tgkit.irreps import basis_rotation, block_to_irreps
 from tgkit.nn import TraceGrad, default_dtype, trace_labels
+from tgkit.nn.tracegrad import block_traces
 
 from .conftest import TOL, irreps_rotation, rotations
 
@@ -49,6 +50,15 @@ def test_trace_labels_are_block_norms(basis):
         x = block_to_irreps(blk, sa.l, sb.l)
         assert torch.allclose(t[:, p], x.pow(2).sum(-1), atol=1e-12)
         assert torch.allclose(t[:, p], torch.einsum("eab,eab->e", blk, blk), atol=1e-12)
+
+
+def test_block_traces_of_rectangular_and_spinful_blocks():
+    """Shell pairs of two different per-atom bases; spinful sums the four spin sub-blocks."""
+    h = torch.randn(4, 2 * 4, 2 * 9, dtype=torch.complex128)  # rows: s, p; columns: s, p, d
+    t = block_traces(h, [1, 3], [1, 3, 5])
+    assert t.shape == (4, 2, 3)
+    sub = h[:, 1:4, 4:9], h[:, 1:4, 13:18], h[:, 5:8, 4:9], h[:, 5:8, 13:18]
+    assert torch.allclose(t[:, 1, 2], sum(b.abs().pow(2).sum((-1, -2)) for b in sub))
 
 
 def test_theorem2_v_equivariant_and_z_invariant(module):
