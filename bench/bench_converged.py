@@ -47,6 +47,7 @@ SETUPS = ("baseline", "trace", "grad", "tracegrad", "baseline-wide")
 # +TraceGrad of configs/converged.yaml has 102,640 parameters; this baseline 102,774
 WIDE_HIDDEN = "26x0e+11x1o+6x2e+5x3o+3x4e"
 PLATEAU_TOLERANCE = 0.02
+VAL_STEPS = 72  # steps between validations on every set (val_every is in epochs)
 
 
 def run_config(base: Config, set_name: str, setup: str, seed: int, variant: dict[str, str],
@@ -92,7 +93,21 @@ def plateau(vals: list[dict]) -> dict:
     return {"step": math.nan, "cpu_s": math.nan, "best_val": best}
 
 
-def read_run(out: Path) -> dict:
+def extra_test(out: Path, extra: Path) -> dict:
+    """Metrics and band errors of a finished run on structures outside its set (cached in
+    ``<run>/extra_<name>.json``): every structure there is a twisted test structure."""
+    from tgkit.train.run import evaluate_run
+
+    cached = out / f"extra_{extra.name}.json"
+    if not cached.exists():
+        doc = evaluate_run(out, data=extra, device="cpu")
+        cached.write_text(json.dumps(doc.get("test_t") or doc.get("test"), indent=1))
+    r = json.loads(cached.read_text())
+    return {k: r.get(k, math.nan) for k in (
+        "mae_all", "mae_sample_cha", "mae_block_cha", "band_max_meV", "band_mean_meV")}
+
+
+def read_run(out: Path, extra: Path | None = None) -> dict:
     """Figures of a finished run from its results.json, metrics.jsonl and model."""
     from tgkit.nn import load_model
 
@@ -111,6 +126,8 @@ def read_run(out: Path) -> dict:
             r = res[sub]
             doc[sub] = {k: r.get(k, math.nan) for k in (
                 "mae_all", "mae_sample_cha", "mae_block_cha", "band_max_meV", "band_mean_meV")}
+    if extra is not None and extra.is_dir():
+        doc["test_t_extra"] = extra_test(out, extra)
     return doc
 
 
@@ -128,7 +145,7 @@ def summarize(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
         for key in ("cpu_ms_per_step", "steps"):
             row[key] = stats([r[key] for r in rs])
         row["plateau_cpu_s"] = stats([r["plateau"]["cpu_s"] for r in rs])
-        for sub in ("test", "test_t"):
+        for sub in ("test", "test_t", "test_t_extra"):
             if sub in rs[0]:
                 row[sub] = {k: stats([r[sub][k] for r in rs]) for k in rs[0][sub]}
         out[tag] = row
@@ -139,20 +156,23 @@ def table(summary: dict[str, dict]) -> str:
     def f(s: list[float], digits: int = 2) -> str:
         return "-" if s[2] == 0 else f"{s[0]:.{digits}f} ± {s[1]:.{digits}f}"
 
-    head = ("| setup | seeds | params | CPU ms/step | plateau CPU s | MAE_all nt "
-            "| MAE_sample^cha nt | MAE_block^cha nt | band max / mean nt (meV) | MAE_all t "
-            "| MAE_block^cha t | band max / mean t (meV) |")
-    lines = [head, "|" + " --- |" * 12]
+    z = [math.nan, math.nan, 0]
+    subsets = [("test", "nt"), ("test_t", "t"), ("test_t_extra", "t extra")]
+    present = [(k, lab) for k, lab in subsets if any(k in r for r in summary.values())]
+    head = "| setup | seeds | params | CPU ms/step | plateau CPU s |"
+    for _, lab in present:
+        head += (f" MAE_all {lab} | MAE_sample^cha {lab} | MAE_block^cha {lab} "
+                 f"| band max / mean {lab} (meV) |")
+    lines = [head, "|" + " --- |" * (5 + 4 * len(present))]
     for tag, r in summary.items():
-        t, tt = r.get("test", {}), r.get("test_t", {})
-        z = [math.nan, math.nan, 0]
-        lines.append(
-            f"| {tag} | {len(r['seeds'])} | {r['params']:,} | {f(r['cpu_ms_per_step'], 0)} | "
-            f"{f(r['plateau_cpu_s'], 0)} | {f(t.get('mae_all', z))} | "
-            f"{f(t.get('mae_sample_cha', z))} | {f(t.get('mae_block_cha', z))} | "
-            f"{f(t.get('band_max_meV', z), 0)} / {f(t.get('band_mean_meV', z), 0)} | "
-            f"{f(tt.get('mae_all', z))} | {f(tt.get('mae_block_cha', z))} | "
-            f"{f(tt.get('band_max_meV', z), 0)} / {f(tt.get('band_mean_meV', z), 0)} |")
+        row = (f"| {tag} | {len(r['seeds'])} | {r['params']:,} | {f(r['cpu_ms_per_step'], 0)} | "
+               f"{f(r['plateau_cpu_s'], 0)} |")
+        for k, _ in present:
+            t = r.get(k, {})
+            row += (f" {f(t.get('mae_all', z))} | {f(t.get('mae_sample_cha', z))} | "
+                    f"{f(t.get('mae_block_cha', z))} | {f(t.get('band_max_meV', z), 0)} / "
+                    f"{f(t.get('band_mean_meV', z), 0)} |")
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -191,6 +211,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "runs/converged"))
     p.add_argument("--report", action="store_true", help="only collect finished runs")
+    p.add_argument("--extra-test", type=Path, default=None,
+                   help="more twisted test structures outside the set (bilayer: "
+                   "datasets/large/twisted-13.2), evaluated after training")
     p.add_argument("--results", default=None, help="default bench/results/converged_<set>.json")
     args = p.parse_args()
     base = load_config(args.config)
@@ -202,11 +225,15 @@ def main() -> None:
     cfgs = [run_config(base, args.set, s, k, variant, out_root) for k in seeds for s in setups]
     if not args.report:
         # build the shared cache once, before the workers start
-        from tgkit.train.run import prepare_cache
+        from tgkit.data.store import GraphDataset
+        from tgkit.train.run import make_split, prepare_cache
 
         Path(cfgs[0].data.cache).parent.mkdir(parents=True, exist_ok=True)
-        prepare_cache(cfgs[0], Path(cfgs[0].train.out_dir))
+        cache = prepare_cache(cfgs[0], Path(cfgs[0].train.out_dir))
+        n_train = len(make_split(cfgs[0], GraphDataset(cache)).train)
         todo = [config_to_dict(c) for c in cfgs]
+        for d in todo:
+            d["train"]["val_every"] = max(1, round(VAL_STEPS / n_train))
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             for out in pool.map(train_one, todo):
                 print(f"done {out}", flush=True)
@@ -216,9 +243,10 @@ def main() -> None:
     # every finished run of this set under --out, not only this invocation's
     for res in sorted((out_root / args.set).glob("*/seed*/results.json")):
         tag, seed = res.parent.parent.name, int(res.parent.name.removeprefix("seed"))
-        runs.setdefault(tag, {})[seed] = read_run(res.parent)
+        runs.setdefault(tag, {})[seed] = read_run(res.parent, args.extra_test)
     summary = summarize(runs)
     doc = {"set": args.set, "data": SETS[args.set], "recipe": config_to_dict(base),
+           "extra_test": str(args.extra_test) if args.extra_test else None,
            "wide_hidden": WIDE_HIDDEN, "plateau_tolerance": PLATEAU_TOLERANCE,
            "machine": machine_info(), "summary": summary, "table": table(summary),
            "runs": {t: {str(k): v for k, v in r.items()} for t, r in runs.items()},

@@ -68,9 +68,11 @@ def child(args: argparse.Namespace) -> None:
         basis = OrbitalBasis({6: (0, 0, 1, 1, 2)})
         torch.manual_seed(0)
         model = HamiltonianModel(basis, False, cfg.model, cfg.tracegrad, dtype=torch.float32)
-    model = model.export_inference()
+    dev = torch.device(args.device)
+    model = model.export_inference().to(dev)
     setup = model.setup
     rec: dict = {"m": args.child, "threads": torch.get_num_threads(), "setup": setup,
+                 "device": str(dev),
                  "chunk_edges": args.chunk, "hwm_after_model_GiB": vm_hwm_gib()}
     t = time.perf_counter()
     atoms = twisted_bilayer_graphene(args.child)
@@ -82,9 +84,13 @@ def child(args: argparse.Namespace) -> None:
     rec["graph_s"] = time.perf_counter() - t
     rec.update(atoms=len(atoms), twist_deg=atoms.info["twist_angle"],
                edges=int(g[K.EDGE_INDEX].shape[1]))
+    g = {k: v.to(dev) for k, v in g.items()}
     t, c = time.perf_counter(), cpu_s()
     with torch.no_grad():  # never inference_mode: the Grad operator needs autograd
         out = predict_chunked(model, g, chunk_edges=args.chunk)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        rec["peak_cuda_GiB"] = torch.cuda.max_memory_allocated() / 2**30
     rec["predict_s"] = time.perf_counter() - t
     rec["predict_cpu_s"] = cpu_s() - c
     rec["peak_rss_GiB"] = vm_hwm_gib()
@@ -131,6 +137,7 @@ def main() -> None:
     p.add_argument("--m", type=int, nargs="+", default=[9, 19],
                    help="twisted-bilayer indices (9: 1084, 19: 4564, 29: 10444 atoms)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (2-core target)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bench/gpu_check.sh)")
     p.add_argument("--chunk", type=int, default=CPU_CHUNK_EDGES, help="edges per chunk")
     p.add_argument("--cutoff", type=float, default=7.0, help="neighbour radius, Angstrom")
     p.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
@@ -156,7 +163,8 @@ def main() -> None:
     rows = []
     for m in args.m:
         cmd = [sys.executable, __file__, "--child", str(m), "--threads", str(args.threads),
-               "--chunk", str(args.chunk), "--cutoff", str(args.cutoff), "--config", args.config]
+               "--chunk", str(args.chunk), "--cutoff", str(args.cutoff), "--config", args.config,
+               "--device", args.device]
         if args.model:
             cmd += ["--model", args.model]
         load0 = os.getloadavg()[0]
