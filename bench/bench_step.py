@@ -16,6 +16,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -125,9 +126,9 @@ def main() -> None:
     for setup in args.setups:
         torch.manual_seed(0)
         tg = TraceGradConfig(setup=setup.removesuffix("-autograd").removesuffix("-e3nn"))
-        m = HamiltonianModel(basis, spinful, cfg, tg, dtype=getattr(torch, args.dtype))
+        mc = dataclasses.replace(cfg, use_edge_frame=not setup.endswith("-e3nn"))
+        m = HamiltonianModel(basis, spinful, mc, tg, dtype=getattr(torch, args.dtype))
         m = m.to(device).train()
-        m.use_edge_frame = not setup.endswith("-e3nn")
         if setup.endswith("-autograd"):
             for mod in m.modules():
                 if isinstance(mod, TraceGrad):

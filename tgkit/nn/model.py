@@ -76,9 +76,9 @@ class HamiltonianModel(nn.Module):
     Shapes: see the module docstring; node features are ``irreps_hidden``, the last edge
     features ``irreps_post_edge`` (hidden plus the parities the head needs, e.g. 1e for p-p).
 
-    Attribute ``use_edge_frame`` (default True) runs the convolutions' tensor products in each
-    edge's frame (:mod:`tgkit.nn.edge_frame`); set it False for e3nn's ``TensorProduct``,
-    which gives the same predictions to round-off, several times slower.
+    The config key ``model.use_edge_frame`` (default true) runs the convolutions' tensor
+    products in each edge's frame (:mod:`tgkit.nn.edge_frame`); false gives e3nn's
+    ``TensorProduct``, the same predictions to round-off, several times slower.
     """
 
     def __init__(
@@ -94,9 +94,6 @@ class HamiltonianModel(nn.Module):
         self.model_config = model or ModelConfig()
         self.tracegrad_config = tracegrad or TraceGradConfig()
         self.inference_only = False
-        # convolutions in each edge's frame (tgkit.nn.edge_frame); False: e3nn's reference
-        # tensor product with the full harmonics (same numbers to round-off, several x slower)
-        self.use_edge_frame = True
         with default_dtype(dtype):
             self._build()
         if dtype is not None:
@@ -172,11 +169,12 @@ class HamiltonianModel(nn.Module):
 
     def edge_geometry(self, vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                          EdgeFrame | None]:
-        """Radial basis, spherical harmonics and edge frame (None when ``use_edge_frame`` is
-        off) of cartesian edge vectors ``(E, 3)``: computed once, shared by all blocks."""
+        """Radial basis, spherical harmonics and edge frame (None when
+        ``model.use_edge_frame`` is off) of cartesian edge vectors ``(E, 3)``: computed once,
+        shared by all blocks."""
         sh = self.spherical_harmonics(vec)
         frame = (edge_frame(vec, sh, self.model_config.lmax, self.lmax_features)
-                 if self.use_edge_frame else None)
+                 if self.model_config.use_edge_frame else None)
         return self.radial_basis(vec.norm(dim=-1)), sh, frame
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
