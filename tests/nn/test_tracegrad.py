@@ -79,6 +79,23 @@ def test_closed_form_equals_autograd(module):
     assert (o - f - module.grad_autograd(f)).abs().max() <= 1e-12
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_forward_autograd_equals_forward(normalize):
+    """The autograd variant bench_step times: same (o, z), and the same parameter gradients
+    through o (second derivatives while training)."""
+    torch.manual_seed(1)
+    with default_dtype(torch.float64):
+        m = TraceGrad(IRREPS, num_invariants=6, hidden=12, num_z=5, normalize=normalize)
+    f = _features().requires_grad_(True)
+    grads = []
+    for fwd in (m.forward, m.forward_autograd):
+        o, z = fwd(f)
+        grads.append(torch.autograd.grad((o.pow(2).sum() + z.sum()), list(m.parameters())))
+        grads.append((o.detach(), z.detach()))
+    for a, b in zip(grads[0] + grads[1], grads[2] + grads[3], strict=True):
+        assert (a - b).abs().max() <= 1e-10
+
+
 def test_square_pairs_only_same_degree_and_parity(module):
     """Flipping the sign of the 1e channels leaves u unchanged: 1e pairs only with 1e, never
     with 1o (that product is 0o, which inversion flips)."""

@@ -114,17 +114,34 @@ class TraceGrad(nn.Module):
             # sum_c dZ/du_c (W^c + W^c^T), symmetrised on the small W rather than per item
             m = (dz_du @ (w + w.transpose(-1, -2)).flatten(1)).unflatten(-1, (mul, mul))
             v.append(m @ x / ir.dim**0.5)
-        v = self._merge(v, f)
+        return self._output(f, self._merge(v, f)), z
+
+    def _output(self, f: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``o = f + v`` (v divided by ``1 + rms(v)`` with ``normalize``)."""
         if self.normalize:
             v = v / (1.0 + v.pow(2).mean(-1, keepdim=True).sqrt())
-        return f + v, z
+        return f + v
+
+    def _autograd(self, f: torch.Tensor, create_graph: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v, z)`` with ``v = d(sum z)/df`` by plain autograd through square and s_nonlin."""
+        with torch.enable_grad():
+            f_in = f if f.requires_grad else f.detach().requires_grad_(True)
+            z = self.s_nonlin(self.square(self._split(f_in)))
+            (v,) = torch.autograd.grad(z.sum(), f_in, create_graph=create_graph)
+        return v, z
+
+    def forward_autograd(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with v by plain autograd through square and s_nonlin instead of the
+        closed form (what ``bench/bench_step.py`` times the closed form against)."""
+        if not self.use_grad:
+            return self.forward(f)
+        v, z = self._autograd(f, create_graph=self.training)
+        return self._output(f, v), z
 
     def grad_autograd(self, f: torch.Tensor) -> torch.Tensor:
         """Reference ``v = d(sum z)/df`` by plain autograd through square and s_nonlin (tests)."""
-        with torch.enable_grad():
-            f = f.detach().requires_grad_(True)
-            z = self.s_nonlin(self.square(self._split(f)))
-            return torch.autograd.grad(z.sum(), f)[0]
+        return self._autograd(f.detach(), create_graph=False)[0]
 
 
 class NoGrad(nn.Module):
