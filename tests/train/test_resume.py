@@ -44,7 +44,8 @@ def _records(run: Path) -> list[dict]:
     out = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        rec.pop("time", None)  # wall-clock time is the only thing allowed to differ
+        rec.pop("time", None)  # wall-clock and CPU time are the only things allowed to differ
+        rec.pop("cpu_s", None)
         out.append(rec)
     return out
 

@@ -308,13 +308,21 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Ha
         raise TgkitError(f"{path}: not a tgkit model checkpoint")
     if ckpt.get("version") != FORMAT_VERSION:
         raise TgkitError(f"{path}: checkpoint version {ckpt.get('version')} is not supported")
-    model = HamiltonianModel(
-        OrbitalBasis.from_dict(ckpt["basis"]), ckpt["spinful"],
-        section_from_dict(ModelConfig, ckpt["model"], "model"),
-        section_from_dict(TraceGradConfig, ckpt["tracegrad"], "tracegrad"),
-        dtype=getattr(torch, ckpt["dtype"]),
-    )
-    if ckpt["inference_only"]:
-        model = model.export_inference()
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = HamiltonianModel(
+            OrbitalBasis.from_dict(ckpt["basis"]), ckpt["spinful"],
+            section_from_dict(ModelConfig, ckpt["model"], "model"),
+            section_from_dict(TraceGradConfig, ckpt["tracegrad"], "tracegrad"),
+            dtype=getattr(torch, ckpt["dtype"]),
+        )
+        if ckpt["inference_only"]:
+            model = model.export_inference()
+        model.load_state_dict(ckpt["state_dict"])
+    except ConfigError as exc:
+        raise TgkitError(f"{path}: {exc}") from None
+    except KeyError as exc:
+        raise TgkitError(f"{path}: damaged model checkpoint (no {exc.args[0]!r})") from None
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TgkitError(f"{path}: damaged model checkpoint ({msg})") from None
     return model.to(map_location)
