@@ -3,7 +3,8 @@
 A YAML file has one mapping per section (``model:``, ``tracegrad:``, ...); every key of a
 section is a field of that section's dataclass. Unknown sections or keys and impossible values
 raise :class:`tgkit.errors.ConfigError` naming the section and key. New sections (data, train)
-are added by writing a dataclass and listing it in :data:`SECTIONS`.
+are added by writing a dataclass, listing it in :data:`SECTIONS` and adding it to
+:class:`Config`.
 
 Example::
 
@@ -59,6 +60,10 @@ class ModelConfig:
         radial_hidden: width of the two hidden layers of the radial MLP (tensor-product weights).
         avg_num_neighbors: messages are summed and divided by sqrt(this), which keeps node
             features O(1) for typical coordination (graphene at 7.2 A has ~40 neighbours).
+        use_edge_frame: run the convolutions' tensor products in each edge's frame
+            (:mod:`tgkit.nn.edge_frame`); false: e3nn's ``TensorProduct`` with the full
+            harmonics, the same predictions to round-off and several times slower (the
+            reference the tests compare against). Same parameters either way.
     """
 
     irreps_embed: str = "64x0e"
@@ -69,6 +74,7 @@ class ModelConfig:
     num_radial: int = 128
     radial_hidden: int = 64
     avg_num_neighbors: float = 40.0
+    use_edge_frame: bool = True
 
     def __post_init__(self) -> None:
         emb = _parse_irreps("model", "irreps_embed", self.irreps_embed)
@@ -285,7 +291,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-# section name -> dataclass; extend this (and Config) with data/train sections
+# section name -> dataclass (a new section goes here and into Config)
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "tracegrad": TraceGradConfig, "data": DataConfig, "train": TrainConfig,
 }

@@ -42,7 +42,7 @@ from tgkit.data.splits import (
     split_from_lists,
     split_from_manifest,
 )
-from tgkit.data.store import GraphDataset, build_cache, cache_is_current
+from tgkit.data.store import GraphDataset, build_cache, cache_matches
 from tgkit.errors import ConfigError, TgkitError
 from tgkit.io_utils import atomic_path, load_torch, write_text
 from tgkit.irreps import OrbitalBasis
@@ -75,20 +75,10 @@ def prepare_cache(config: Config, out_dir: Path, env: DistEnv = SINGLE) -> Path:
     if not path.is_dir():
         raise ConfigError(f"data.path: {path} does not exist")
     cache = Path(config.data.cache) if config.data.cache else out_dir / "graphs.h5"
-    if env.is_main and not _cache_matches(cache, path):
+    if env.is_main and not cache_matches(cache, path):  # rebuilt when a source file changed
         build_cache(path, cache, progress=False, skip_bad=config.data.skip_bad)
     barrier()
     return cache
-
-
-def _cache_matches(cache: Path, source: Path) -> bool:
-    if not cache.exists():
-        return False
-    import h5py
-
-    with h5py.File(cache, "r") as f:
-        same = f.attrs.get("source") == str(source.resolve()) and float(f.attrs["cutoff"]) < 0
-    return same and cache_is_current(cache, source)  # rebuilt when a source file changed
 
 
 def make_split(config: Config, ds: GraphDataset) -> Split:

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tgkit.config import SETUPS
-from tgkit.train import Hook
+from tgkit.train import Hook, StepRecord
 
 STOP_REASON = "stopped from the dashboard"
 
@@ -75,8 +75,8 @@ class DashboardHook(Hook):
     def on_fit_start(self, trainer) -> None:
         self.status = "running"
 
-    def on_batch_end(self, trainer, metrics: dict[str, float]) -> None:
-        if "loss" in metrics:
+    def on_batch_end(self, trainer, metrics: StepRecord) -> None:
+        if metrics.is_log_step:
             self.steps.append(int(metrics["step"]))
             self.loss_q.append(float(metrics["loss"]))
             lt = float(metrics.get("loss_t", math.nan))
