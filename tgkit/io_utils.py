@@ -137,3 +137,18 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_write(path) as f:
         f.write(text)
     return Path(path)
+
+
+@contextlib.contextmanager
+def damaged_file_errors(path: str | os.PathLike, what: str = "checkpoint") -> Iterator[None]:
+    """Turn what rebuilding a model from a loaded file raises into one line naming the file:
+    a config problem as it is, a missing key or a mismatched tensor as a damaged ``what``."""
+    try:
+        yield
+    except TgkitError as exc:
+        raise TgkitError(f"{path}: {exc}") from None
+    except KeyError as exc:
+        raise TgkitError(f"{path}: damaged {what} (no {exc.args[0]!r})") from None
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TgkitError(f"{path}: damaged {what} ({msg})") from None

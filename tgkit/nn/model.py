@@ -31,7 +31,7 @@ from torch import nn
 from tgkit import keys as K
 from tgkit.config import ModelConfig, TraceGradConfig, section_from_dict
 from tgkit.errors import ConfigError, TgkitError
-from tgkit.io_utils import load_torch, save_torch
+from tgkit.io_utils import damaged_file_errors, load_torch, save_torch
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.blocks import EdgeUpdateBlock, NodeUpdateBlock
 from tgkit.nn.edge_frame import EdgeFrame, edge_frame
@@ -308,7 +308,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Ha
         raise TgkitError(f"{path}: not a tgkit model checkpoint")
     if ckpt.get("version") != FORMAT_VERSION:
         raise TgkitError(f"{path}: checkpoint version {ckpt.get('version')} is not supported")
-    try:
+    with damaged_file_errors(path, "model checkpoint"):
         model = HamiltonianModel(
             OrbitalBasis.from_dict(ckpt["basis"]), ckpt["spinful"],
             section_from_dict(ModelConfig, ckpt["model"], "model"),
@@ -318,11 +318,4 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Ha
         if ckpt["inference_only"]:
             model = model.export_inference()
         model.load_state_dict(ckpt["state_dict"])
-    except ConfigError as exc:
-        raise TgkitError(f"{path}: {exc}") from None
-    except KeyError as exc:
-        raise TgkitError(f"{path}: damaged model checkpoint (no {exc.args[0]!r})") from None
-    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TgkitError(f"{path}: damaged model checkpoint ({msg})") from None
     return model.to(map_location)

@@ -44,7 +44,7 @@ from tgkit.data.splits import (
 )
 from tgkit.data.store import GraphDataset, build_cache, cache_matches
 from tgkit.errors import ConfigError, TgkitError
-from tgkit.io_utils import atomic_path, load_torch, write_text
+from tgkit.io_utils import atomic_path, damaged_file_errors, load_torch, write_text
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.inference import predict_structure
 from tgkit.train import hooks as H
@@ -291,18 +291,11 @@ def _load_for_eval(path: Path, device: torch.device):
     from tgkit.config import config_from_dict
 
     state = load_checkpoint(path, device)
-    try:
+    with damaged_file_errors(path, "checkpoint"):
         cfg = config_from_dict(state["config"])
         model = build_model(cfg, OrbitalBasis.from_dict(state["basis"]), state["spinful"],
                             parse_dtype(cfg.train.dtype))
         model.load_state_dict(inference_weights(state))
-    except TgkitError as exc:
-        raise TgkitError(f"{path}: {exc}") from None
-    except KeyError as exc:
-        raise TgkitError(f"{path}: damaged checkpoint (no {exc.args[0]!r})") from None
-    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TgkitError(f"{path}: damaged checkpoint ({msg})") from None
     return model.to(device), cfg
 
 
