@@ -5,8 +5,13 @@ import pytest
 
 from tgkit.viz import progress, shipped, structure
 from tgkit.viz.equivariance import (
-    EquivarianceDashboard, block_type_label, edge_label, euler_angles, euler_rotation,
-    per_atom_errors, shell_names,
+    EquivarianceDashboard,
+    block_type_label,
+    edge_label,
+    euler_angles,
+    euler_rotation,
+    per_atom_errors,
+    shell_names,
 )
 
 
