@@ -37,7 +37,7 @@ from machine import machine_info  # noqa: E402
 
 from tgkit import keys as K  # noqa: E402
 from tgkit.config import SETUPS, load_config  # noqa: E402
-from tgkit.train.ablate import _run_config, run_ablation  # noqa: E402
+from tgkit.train.ablate import run_ablation, run_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def worker(args: argparse.Namespace) -> None:
     cfg, out = base_config(args), Path(args.out)
     for setup in args.worker.split(","):
         for k in range(args.seeds):
-            rc = _run_config(cfg, out, setup, cfg.train.seed + k, out / "graphs.h5",
+            rc = run_config(cfg, out, setup, cfg.train.seed + k, out / "graphs.h5",
                              out / "split.json")
             if not (Path(rc.train.out_dir) / "results.json").exists():
                 print(f"== {setup} seed {rc.train.seed}", flush=True)

@@ -51,10 +51,10 @@ VAL_STEPS = 72  # steps between validations on every set (val_every is in epochs
 
 
 def run_config(base: Config, set_name: str, setup: str, seed: int, variant: dict[str, str],
-               out_root: Path) -> Config:
+               out_root: Path, data: str | None = None) -> Config:
     """The config of one run: the recipe, the set, the setup, the seed and a variant."""
     d = config_to_dict(base)
-    d["data"]["path"] = str(ROOT / SETS[set_name])
+    d["data"]["path"] = str(Path(data) if data else ROOT / SETS[set_name])
     d["tracegrad"]["setup"] = "baseline" if setup == "baseline-wide" else setup
     if setup == "baseline-wide":
         d["model"]["irreps_hidden"] = WIDE_HIDDEN
@@ -209,6 +209,7 @@ def main() -> None:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--variant", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--data", default=None, help="another DeepH tree for this set name")
     p.add_argument("--out", default=str(ROOT / "runs/converged"))
     p.add_argument("--report", action="store_true", help="only collect finished runs")
     p.add_argument("--extra-test", type=Path, default=None,
@@ -222,7 +223,8 @@ def main() -> None:
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     # seed-major order: a partial session still yields one full comparison per seed
-    cfgs = [run_config(base, args.set, s, k, variant, out_root) for k in seeds for s in setups]
+    cfgs = [run_config(base, args.set, s, k, variant, out_root, args.data)
+            for k in seeds for s in setups]
     if not args.report:
         # build the shared cache once, before the workers start
         from tgkit.data.store import GraphDataset
@@ -245,7 +247,7 @@ def main() -> None:
         tag, seed = res.parent.parent.name, int(res.parent.name.removeprefix("seed"))
         runs.setdefault(tag, {})[seed] = read_run(res.parent, args.extra_test)
     summary = summarize(runs)
-    doc = {"set": args.set, "data": SETS[args.set], "recipe": config_to_dict(base),
+    doc = {"set": args.set, "data": args.data or SETS[args.set], "recipe": config_to_dict(base),
            "extra_test": str(args.extra_test) if args.extra_test else None,
            "wide_hidden": WIDE_HIDDEN, "plateau_tolerance": PLATEAU_TOLERANCE,
            "machine": machine_info(), "summary": summary, "table": table(summary),

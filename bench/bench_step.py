@@ -16,6 +16,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -24,24 +25,16 @@ import time
 import torch
 
 from tgkit import keys as K
-from tgkit.config import ModelConfig, TraceGradConfig
+from tgkit.config import Config, TraceGradConfig, load_config
 from tgkit.data.graph import structure_to_graph, to_device
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn import HamiltonianModel, TraceGrad
+from tgkit.train.loss import TraceGradLoss
 
 SETUPS = ("baseline", "trace", "grad", "tracegrad")
 # "tracegrad-autograd": TraceGrad with v from plain autograd through square (for comparison);
 # "<setup>-e3nn": convolutions through e3nn's TensorProduct instead of the edge frame
 CHOICES = SETUPS + ("tracegrad-autograd",) + tuple(f"{s}-e3nn" for s in SETUPS)
-
-
-def autograd_forward(self: TraceGrad, f: torch.Tensor):
-    """TraceGrad.forward with v = d(sum z)/df by autograd through square and s_nonlin."""
-    with torch.enable_grad():
-        f_in = f if f.requires_grad else f.detach().requires_grad_(True)
-        z = self.s_nonlin(self.square(self._split(f_in)))
-        (v,) = torch.autograd.grad(z.sum(), f_in, create_graph=self.training)
-    return f + v, z
 
 
 def build_graph(args: argparse.Namespace):
@@ -60,18 +53,18 @@ def build_graph(args: argparse.Namespace):
     return structure_to_graph(s, basis, dtype=getattr(torch, args.dtype)), basis, s.spinful
 
 
-def loss_fn(out: dict, graph: dict) -> torch.Tensor:
-    """Masked MSE on H, plus lambda NoGrad(loss_Q / loss_T) loss_T when T is predicted."""
-    mask = out[K.H_MASK]
-    loss = (out[K.H_PRED] - graph[K.HAMILTONIAN]).abs().pow(2)[mask].mean()
-    if K.T_PRED in out:
-        bm = out[K.BLOCK_MASK]
-        loss_t = (out[K.T_PRED] - out[K.T_LABEL])[bm].pow(2).mean()
-        loss = loss + 0.3 * (loss / loss_t).detach() * loss_t
-    return loss
+def make_loss(trace_lambda: float):
+    """The trainer's loss (:class:`tgkit.train.loss.TraceGradLoss`): masked MSE on H plus,
+    when T is predicted, lambda no_grad(loss_Q / loss_T) loss_T."""
+    loss = TraceGradLoss(trace_lambda)
+
+    def loss_fn(out: dict, graph: dict) -> torch.Tensor:
+        return loss(out, graph[K.HAMILTONIAN]).total
+
+    return loss_fn
 
 
-def saved_bytes(model: torch.nn.Module, graph: dict) -> int:
+def saved_bytes(model: torch.nn.Module, graph: dict, loss_fn) -> int:
     """Bytes of the distinct tensors autograd saves for backward in one training forward."""
     seen: dict[tuple, int] = {}
 
@@ -87,7 +80,7 @@ def saved_bytes(model: torch.nn.Module, graph: dict) -> int:
     return sum(seen.values())
 
 
-def make_step(model: torch.nn.Module, graph: dict, device: torch.device):
+def make_step(model: torch.nn.Module, graph: dict, device: torch.device, loss_fn):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> float:
@@ -112,27 +105,33 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--irreps-hidden", default=ModelConfig.irreps_hidden)
-    p.add_argument("--num-blocks", type=int, default=ModelConfig.num_blocks)
+    p.add_argument("--config", help="YAML config: its model section and train.trace_lambda "
+                   "(default: tgkit's defaults)")
+    p.add_argument("--irreps-hidden", help="override model.irreps_hidden")
+    p.add_argument("--num-blocks", type=int, help="override model.num_blocks")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     graph, basis, spinful = build_graph(args)
     graph = to_device(graph, device)
-    cfg = ModelConfig(irreps_hidden=args.irreps_hidden, num_blocks=args.num_blocks)
+    config = load_config(args.config) if args.config else Config()
+    cfg = dataclasses.replace(
+        config.model, **{k: v for k, v in (("irreps_hidden", args.irreps_hidden),
+                                            ("num_blocks", args.num_blocks)) if v is not None})
+    loss_fn = make_loss(config.train.trace_lambda)
     steps, models = {}, {}
     for setup in args.setups:
         torch.manual_seed(0)
         tg = TraceGradConfig(setup=setup.removesuffix("-autograd").removesuffix("-e3nn"))
-        m = HamiltonianModel(basis, spinful, cfg, tg, dtype=getattr(torch, args.dtype))
+        mc = dataclasses.replace(cfg, use_edge_frame=not setup.endswith("-e3nn"))
+        m = HamiltonianModel(basis, spinful, mc, tg, dtype=getattr(torch, args.dtype))
         m = m.to(device).train()
-        m.use_edge_frame = not setup.endswith("-e3nn")
         if setup.endswith("-autograd"):
             for mod in m.modules():
                 if isinstance(mod, TraceGrad):
-                    mod.forward = autograd_forward.__get__(mod)
-        models[setup], steps[setup] = m, make_step(m, graph, device)
+                    mod.forward = mod.forward_autograd
+        models[setup], steps[setup] = m, make_step(m, graph, device, loss_fn)
     for _ in range(args.warmup):
         for setup in args.setups:
             steps[setup]()
@@ -147,7 +146,7 @@ def main() -> None:
             times[setup].append(steps[setup]())
             if device.type == "cuda":
                 peak[setup] = max(peak.get(setup, 0.0), torch.cuda.max_memory_allocated() / 2**20)
-    saved = {setup: saved_bytes(models[setup], graph) / 2**20 for setup in args.setups}
+    saved = {setup: saved_bytes(models[setup], graph, loss_fn) / 2**20 for setup in args.setups}
     base = statistics.median(times[args.setups[0]])
     e = graph[K.EDGE_INDEX].shape[1]
     n = graph[K.SPECIES].shape[0]
@@ -156,7 +155,7 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads")
     print(f"machine: {dev}; torch {torch.__version__}; python {platform.python_version()}")
     print(f"graph: {n} atoms, {e} edges, B = {basis.dim}{' (SOC)' if spinful else ''}; "
-          f"irreps_hidden {args.irreps_hidden}, {args.num_blocks} blocks, {args.dtype}; "
+          f"irreps_hidden {cfg.irreps_hidden}, {cfg.num_blocks} blocks, {args.dtype}; "
           f"median of {args.steps} steps after {args.warmup} warm-up, round-robin")
     print(f"| setup | step (ms) | ratio to {args.setups[0]} | saved for backward (MiB) | "
           f"peak CUDA alloc (MiB) | parameters |")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
@@ -34,6 +35,17 @@ def test_data_check_fails_on_corrupted_blocks(tmp_path, capsys):
     assert main(["data", "check", str(d), "--no-geometry"]) == 2
     captured = capsys.readouterr()
     assert "data check failed" in captured.err and "Traceback" not in captured.err
+
+
+def test_data_check_without_pyscf_skips_geometry_only(monkeypatch, capsys):
+    """No PySCF: hermiticity and bands still run; geometry is a listed skip, not a failure."""
+    monkeypatch.setitem(sys.modules, "pyscf", None)  # `import pyscf` raises ImportError
+    monkeypatch.setitem(sys.modules, "pyscf.gto", None)
+    assert main(["data", "check", str(TINY / "0000")]) == 0
+    out = capsys.readouterr().out
+    assert "geometry (skipped: pyscf not installed)" in out
+    assert "hermiticity_H" in out and "mesh_bands" in out and "1/1 structures pass" in out
+    assert "overlap_vs_pyscf" not in out
 
 
 def test_bands_writes_figure_and_table(tmp_path, capsys):

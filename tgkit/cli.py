@@ -258,7 +258,8 @@ def add_data_commands(sub) -> None:
     )
     p.add_argument("dir", type=Path, help="a structure directory or a tree of them")
     p.add_argument("--no-geometry", action="store_true",
-                   help="skip the PySCF overlap check (no pyscf installed)")
+                   help="skip the PySCF overlap check (without pyscf installed it is "
+                   "skipped anyway, saying so)")
     p.set_defaults(func=_data_check)
 
     p = dsub.add_parser(

@@ -3,7 +3,8 @@
 A YAML file has one mapping per section (``model:``, ``tracegrad:``, ...); every key of a
 section is a field of that section's dataclass. Unknown sections or keys and impossible values
 raise :class:`tgkit.errors.ConfigError` naming the section and key. New sections (data, train)
-are added by writing a dataclass and listing it in :data:`SECTIONS`.
+are added by writing a dataclass, listing it in :data:`SECTIONS` and adding it to
+:class:`Config`.
 
 Example::
 
@@ -59,6 +60,10 @@ class ModelConfig:
         radial_hidden: width of the two hidden layers of the radial MLP (tensor-product weights).
         avg_num_neighbors: messages are summed and divided by sqrt(this), which keeps node
             features O(1) for typical coordination (graphene at 7.2 A has ~40 neighbours).
+        use_edge_frame: run the convolutions' tensor products in each edge's frame
+            (:mod:`tgkit.nn.edge_frame`); false: e3nn's ``TensorProduct`` with the full
+            harmonics, the same predictions to round-off and several times slower (the
+            reference the tests compare against). Same parameters either way.
     """
 
     irreps_embed: str = "64x0e"
@@ -69,6 +74,7 @@ class ModelConfig:
     num_radial: int = 128
     radial_hidden: int = 64
     avg_num_neighbors: float = 40.0
+    use_edge_frame: bool = True
 
     def __post_init__(self) -> None:
         emb = _parse_irreps("model", "irreps_embed", self.irreps_embed)
@@ -285,7 +291,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-# section name -> dataclass; extend this (and Config) with data/train sections
+# section name -> dataclass (a new section goes here and into Config)
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "tracegrad": TraceGradConfig, "data": DataConfig, "train": TrainConfig,
 }
@@ -335,11 +341,16 @@ def load_config(path: str | Path) -> Config:
     """Read a YAML config file; errors name the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where} ({problem})") from None
     try:
         return config_from_dict(data)
     except ConfigError as exc:

@@ -231,21 +231,3 @@ def toy_dataset(
         lat, pos = random_crystal(numbers, seed=1000 * seed + k)
         out.append(toy_structure(numbers, lat, pos, seed=seed, name=f"s{k:03d}", **kwargs))
     return out
-
-
-def rotate_structure_blocks(structure: Structure, rot: np.ndarray) -> dict:
-    """Reference rotation of stored blocks: D^l1(R) H D^l2(R)^T in OpenMX order, per key.
-
-    Used to check that a rotated structure's blocks (computed afresh) match. Exact float64 D.
-    """
-    from tgkit.irreps import openmx_to_e3nn_block, wigner_D
-
-    def dmat(types: Sequence[int]) -> np.ndarray:
-        return torch.block_diag(*[wigner_D(l, rot) for l in types]).numpy()
-
-    out = {}
-    for key, blk in structure.hamiltonians.items():
-        ta, tb = structure.orbital_types[key[3]], structure.orbital_types[key[4]]
-        e = openmx_to_e3nn_block(blk, ta, tb)
-        out[key] = e3nn_to_openmx_block(dmat(ta) @ e @ dmat(tb).T, ta, tb)
-    return out

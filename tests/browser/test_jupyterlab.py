@@ -248,7 +248,7 @@ RUNNING_JS = """() => {
     if (p && p.innerText.includes('*')) { running = i; break; }
   }
   const outs = Array.from(w.node.querySelectorAll('.jp-OutputArea-output'));
-  const bars = Array.from(w.node.querySelectorAll('.widget-progress .progress-bar'))
+  const bars = Array.from(w.node.querySelectorAll('.progress .progress-bar'))
     .map(b => b.style.width).join(',');
   const text = outs.map(o => o.innerText).join('|') + bars
     + w.node.querySelectorAll('.jp-OutputArea-output canvas').length;
@@ -362,7 +362,7 @@ def _interact_train(page, shot) -> None:
     steps = _wait_until(page, lambda: _control(page, ".widget-slider", "steps").locator(
         ".widget-readout").inner_text().strip() == "4" and 4, "steps slider did not move to 4")
     shot("setup-steps")
-    bar = page.locator(".jp-OutputArea-output .widget-progress .progress-bar").first
+    bar = page.locator(".jp-OutputArea-output .progress .progress-bar").first
     seen: set[str] = set()
 
     def finished() -> bool:
@@ -383,11 +383,26 @@ def _interact_train(page, shot) -> None:
 
 def _interact_blocks(page, shot) -> None:
     titles = partial(_plots, page, TITLES_JS)
-    assert any(str(t).startswith("baseline:") for t in titles()), titles()
-    _control(page, ".widget-dropdown", "setup").locator("select").select_option("tracegrad")
-    _wait_until(page, lambda: sum(str(t).startswith("tracegrad:") for t in titles()) >= 2,
-                f"left heatmap title did not follow the setup selector: {titles()}")
-    shot("setup-tracegrad")
+    setup = _control(page, ".widget-dropdown", "setup").locator("select")
+    names = [o.get_attribute("value") for o in setup.locator("option").all()]
+    labels = [o.inner_text().strip() for o in setup.locator("option").all()]
+    assert any(str(t).startswith(f"{labels[0]}:") for t in titles()), titles()
+    # never a blank A - A difference map: the compared model differs from the shown one
+    compare = _control(page, ".widget-dropdown", "compare").locator("select")
+    assert len(labels) < 2 or compare.evaluate("s => s.options[s.selectedIndex].text") \
+        != labels[0], "the difference map compares a model with itself"
+    chosen = labels[-1]
+    if len(names) > 1:
+        setup.select_option(names[-1])
+        _wait_until(page, lambda: sum(str(t).startswith(f"{chosen}:") for t in titles()) >= 1,
+                    f"left heatmap title did not follow the setup selector: {titles()}")
+        shot("setup")
+    _control(page, ".widget-toggle-buttons", "structures").locator(
+        "button", has_text=re.compile(r"^\s*twisted\s*$")).click()
+    page.wait_for_timeout(1000)
+    assert not any("no blocks" in str(t) for t in titles()[:1]), \
+        f"the twisted tab shows no blocks: {titles()}"
+    shot("twisted")
     _control(page, ".widget-dropdown", "edges").locator("select").select_option("onsite")
     page.wait_for_timeout(1000)
     shot("edges-onsite")
@@ -407,7 +422,7 @@ def _interact_blocks(page, shot) -> None:
     else:
         raise AssertionError(f"clicking heatmap cells did not change the worst samples "
                              f"(still {before!r})")
-    assert "tracegrad" in _html_text(page, "worst samples")
+    assert chosen in _html_text(page, "worst samples")
     shot("cell-click")
 
 

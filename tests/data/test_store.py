@@ -105,3 +105,14 @@ def test_cache_fingerprint_detects_changed_sources(tree, tmp_path):
     assert ds.names == ["a", "b"]
     (tree / "a" / "info.json").unlink()  # a source file disappears
     assert not cache_is_current(cache, tree)
+
+
+def test_cache_matches_source_and_edge_rule(tree, tmp_path):
+    from tgkit.data.store import cache_matches
+
+    keys = build_cache(tree, tmp_path / "keys.h5", progress=False)
+    radius = build_cache(tree, tmp_path / "radius.h5", cutoff=4.5, progress=False)
+    assert cache_matches(keys, tree) and not cache_matches(keys, tree, cutoff=4.5)
+    assert cache_matches(radius, tree, cutoff=4.5) and not cache_matches(radius, tree)
+    assert not cache_matches(keys, tree / "a")  # another source
+    assert not cache_matches(tmp_path / "missing.h5", tree)

@@ -27,6 +27,37 @@ def test_chunked_equals_forward(setup, spinful, mixed_graph, bilayer_graph):
                 assert torch.equal(out[K.H_MASK], ref[K.H_MASK])
                 # float64; chunks only change the summation order of the node messages
                 assert (out[K.H_PRED] - ref[K.H_PRED]).abs().max() <= 1e-10
+                assert (K.T_PRED in out) == (K.T_PRED in ref)
+                if K.T_PRED in ref:
+                    assert (out[K.T_PRED] - ref[K.T_PRED]).abs().max() <= 1e-10 * (
+                        1 + ref[K.T_PRED].abs().max())
+
+
+@pytest.mark.parametrize("grad_where", ["node", "edge", "last"])
+def test_chunked_training_step_equals_full(grad_where, mixed_graph):
+    """The chunked forward is the full one, gradients included, also where some module
+    positions hold NoGrad placeholders (``tracegrad.grad_where``)."""
+    from tgkit.config import TraceGradConfig
+    from tgkit.nn import HamiltonianModel
+    from tgkit.train.loss import TraceGradLoss
+
+    from .conftest import BASIS, TINY, TINY_TG
+
+    torch.manual_seed(0)
+    tg = TraceGradConfig(setup="tracegrad", grad_where=grad_where, **TINY_TG)
+    model = HamiltonianModel(BASIS, False, TINY, tg, dtype=torch.float64).train()
+    loss_fn = TraceGradLoss(0.3)
+    grads = []
+    for chunk in (None, mixed_graph[K.EDGE_INDEX].shape[1] // 3 + 1):
+        model.zero_grad()
+        out = model(mixed_graph, chunk_edges=chunk)
+        loss_fn(out, mixed_graph[K.HAMILTONIAN]).total.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
+                      if p.grad is not None})
+    full, chunked = grads
+    assert full.keys() == chunked.keys() and full
+    for name, g in full.items():
+        assert (chunked[name] - g).abs().max() <= 1e-9 * (1 + g.abs().max()), name
 
 
 def test_chunked_rejects_bad_chunk(mixed_graph):

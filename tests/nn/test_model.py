@@ -129,6 +129,20 @@ def test_export_and_load_round_trip(setup, mixed_graph, tmp_path):
         assert (K.T_PRED in out) == (K.T_PRED in ref and not m.inference_only)
 
 
+def test_checkpoint_without_newer_model_keys_loads_with_defaults(mixed_graph, tmp_path):
+    """A checkpoint written before ``model.use_edge_frame`` existed loads with its default."""
+    model = get_model("tracegrad")
+    save_model(model, tmp_path / "m.pt")
+    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert ckpt["model"]["use_edge_frame"] is True
+    del ckpt["model"]["use_edge_frame"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    back = load_model(tmp_path / "old.pt")
+    assert back.model_config.use_edge_frame
+    with torch.no_grad():
+        assert (back(mixed_graph)[K.H_PRED] - model(mixed_graph)[K.H_PRED]).abs().max() == 0
+
+
 def test_load_rejects_foreign_file(tmp_path):
     from tgkit.errors import TgkitError
 
@@ -212,11 +226,17 @@ def test_trains_on_shipped_graphene(setup):
 @pytest.mark.parametrize("setup", SETUPS)
 def test_edge_frame_path_equals_e3nn_path(setup, spinful, mixed_graph):
     """The default edge-frame convolutions give e3nn's tensor-product model, every setup."""
-    model = get_model(setup, spinful, fresh=True)
+    from tgkit.nn import HamiltonianModel
+
+    model = get_model(setup, spinful)
+    assert model.model_config.use_edge_frame
+    slow = HamiltonianModel(
+        model.basis, spinful, dataclasses.replace(model.model_config, use_edge_frame=False),
+        model.tracegrad_config, dtype=torch.float64).eval()
+    slow.load_state_dict(model.state_dict())  # same parameters either way
     with torch.no_grad():
         fast = model(mixed_graph)
-        model.use_edge_frame = False
-        ref = model(mixed_graph)
+        ref = slow(mixed_graph)
     for key in (K.H_PRED, K.T_PRED):
         if key in ref:
             assert ref[key].abs().max() > 1e-3

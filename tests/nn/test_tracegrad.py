@@ -7,6 +7,7 @@ import torch
 
 from tgkit.irreps import basis_rotation, block_to_irreps
 from tgkit.nn import TraceGrad, default_dtype, trace_labels
+from tgkit.nn.tracegrad import block_traces
 
 from .conftest import TOL, irreps_rotation, rotations
 
@@ -51,6 +52,15 @@ def test_trace_labels_are_block_norms(basis):
         assert torch.allclose(t[:, p], torch.einsum("eab,eab->e", blk, blk), atol=1e-12)
 
 
+def test_block_traces_of_rectangular_and_spinful_blocks():
+    """Shell pairs of two different per-atom bases; spinful sums the four spin sub-blocks."""
+    h = torch.randn(4, 2 * 4, 2 * 9, dtype=torch.complex128)  # rows: s, p; columns: s, p, d
+    t = block_traces(h, [1, 3], [1, 3, 5])
+    assert t.shape == (4, 2, 3)
+    sub = h[:, 1:4, 4:9], h[:, 1:4, 13:18], h[:, 5:8, 4:9], h[:, 5:8, 13:18]
+    assert torch.allclose(t[:, 1, 2], sum(b.abs().pow(2).sum((-1, -2)) for b in sub))
+
+
 def test_theorem2_v_equivariant_and_z_invariant(module):
     f = _features()
     o, z = module(f)
@@ -67,6 +77,23 @@ def test_closed_form_equals_autograd(module):
     f = _features()
     o, _ = module(f)
     assert (o - f - module.grad_autograd(f)).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_forward_autograd_equals_forward(normalize):
+    """The autograd variant bench_step times: same (o, z), and the same parameter gradients
+    through o (second derivatives while training)."""
+    torch.manual_seed(1)
+    with default_dtype(torch.float64):
+        m = TraceGrad(IRREPS, num_invariants=6, hidden=12, num_z=5, normalize=normalize)
+    f = _features().requires_grad_(True)
+    grads = []
+    for fwd in (m.forward, m.forward_autograd):
+        o, z = fwd(f)
+        grads.append(torch.autograd.grad((o.pow(2).sum() + z.sum()), list(m.parameters())))
+        grads.append((o.detach(), z.detach()))
+    for a, b in zip(grads[0] + grads[1], grads[2] + grads[3], strict=True):
+        assert (a - b).abs().max() <= 1e-10
 
 
 def test_square_pairs_only_same_degree_and_parity(module):

@@ -10,7 +10,7 @@ import pytest
 from tgkit.data.deeph import Structure
 from tgkit.data.soc import to_spinful
 from tgkit.errors import TgkitError
-from tgkit.irreps import su2_matrix
+from tgkit.irreps import shell_slices, su2_matrix
 from tgkit.physics.equivariance import (
     BlockType,
     atom_rotations,
@@ -19,7 +19,7 @@ from tgkit.physics.equivariance import (
     rotate,
     rotate_blocks,
 )
-from tgkit.testing import random_crystal, rotate_structure_blocks, toy_structure
+from tgkit.testing import random_crystal, toy_structure
 
 NUMBERS = (6, 8, 1)
 CUTOFF = 4.5
@@ -57,17 +57,29 @@ def spinful_predictor(structure: Structure) -> dict:
 # ------------------------------------------------------------------ tests
 
 
-def test_rotate_matches_reference_rotation(crystal):
-    rot = random_rotation(5)
+@pytest.mark.parametrize("proper", [True, False])
+def test_rotate_matches_cartesian_rotation(crystal, proper):
+    """Independent of the Wigner code: OpenMX's p orbitals (px, py, pz) rotate as R itself,
+    s orbitals not at all, so s-s, s-p and p-p sub-blocks go to H, H R^T and R H R^T."""
+    rot = random_rotation(5, proper=proper)
     r = rotate(crystal, rot)
-    ref = rotate_structure_blocks(crystal, rot)
-    assert max(np.abs(r.hamiltonians[k] - ref[k]).max() for k in ref) < 1e-12
+    d = {0: np.eye(1), 1: rot}
+    checked = 0
+    for k, blk in crystal.hamiltonians.items():
+        ta, tb = crystal.orbital_types[k[3]], crystal.orbital_types[k[4]]
+        for la, sa in zip(ta, shell_slices(ta), strict=True):
+            for lb, sb in zip(tb, shell_slices(tb), strict=True):
+                if la <= 1 and lb <= 1:
+                    want = d[la] @ blk[sa, sb] @ d[lb].T
+                    assert np.abs(r.hamiltonians[k][sa, sb] - want).max() < 1e-12
+                    checked += la + lb > 0
+    assert checked
     assert np.allclose(r.lattice, crystal.lattice @ rot.T)
     assert np.allclose(r.positions, crystal.positions @ rot.T)
     # blocks rotate back
     back = rotate(r, rot.T)
-    assert max(np.abs(back.hamiltonians[k] - crystal.hamiltonians[k]).max()
-               for k in ref) < 1e-12
+    assert max(np.abs(back.hamiltonians[k] - b).max()
+               for k, b in crystal.hamiltonians.items()) < 1e-12
     assert rotate(crystal, rot, with_blocks=False).hamiltonians == {}
 
 

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import e3nn
+import pytest
 import torch
 
 from tests.train.conftest import tiny_config
@@ -44,13 +45,18 @@ def _records(run: Path) -> list[dict]:
     out = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        rec.pop("time", None)  # wall-clock time is the only thing allowed to differ
+        rec.pop("time", None)  # wall-clock and CPU time are the only things allowed to differ
+        rec.pop("cpu_s", None)
         out.append(rec)
     return out
 
 
-def test_sigkill_mid_epoch_then_resume_is_bit_identical(toy_cache, tmp_path):
-    kw = dict(epochs=3, checkpoint_every=2, setup="tracegrad")
+@pytest.mark.parametrize("recipe", [
+    {},  # ReduceLROnPlateau, raw weights
+    {"lr_schedule": "cosine", "warmup_steps": 2, "min_lr": 1e-4, "ema_decay": 0.9},
+], ids=["plateau", "cosine-ema"])
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(toy_cache, tmp_path, recipe):
+    kw = dict(epochs=3, checkpoint_every=2, setup="tracegrad", **recipe)
     ref = train(tiny_config(toy_cache, tmp_path / "ref", **kw), verbose=False)
 
     cfg = tiny_config(toy_cache, tmp_path / "run", **kw)
@@ -73,3 +79,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(toy_cache, tmp_path):
     b = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)
     for k, v in b["model"].items():
         assert torch.equal(a["model"][k], v), k
+    if recipe.get("ema_decay"):  # the weight average resumes too, and differs from the weights
+        for k, v in b["ema"]["shadow"].items():
+            assert torch.equal(a["ema"]["shadow"][k], v), k
+        assert any(not torch.equal(b["ema"]["shadow"][k], b["model"][k])
+                   for k in b["ema"]["shadow"])

@@ -300,7 +300,8 @@ def read_structure(
         pos = pos.T
     if pos.shape != (3, n):
         raise DeepHFormatError(
-            d / "site_positions.dat", f"shape {pos.shape}, expected (3, {n}) (columns are atoms)"
+            d / "site_positions.dat", f"shape {pos.shape}, expected (3, {n}) (columns are atoms; "
+            f"element.dat lists {n})"
         )
     validate.positions(d / "site_positions.dat", pos.T, lat.T)
     types = _read_orbital_types(d / "orbital_types.dat", n)

@@ -144,6 +144,26 @@ def cache_is_current(cache: str | os.PathLike, source: str | os.PathLike) -> boo
     return {k: v[::2] for k, v in now.items()} == {k: v[::2] for k, v in stored.items()}
 
 
+# the ``cutoff`` attribute of a cache whose edges are the hamiltonians.h5 keys (no radius)
+_KEY_EDGES = -1.0
+
+
+def cache_matches(cache: str | os.PathLike, source: str | os.PathLike,
+                  cutoff: float | None = None) -> bool:
+    """Whether ``cache`` is what :func:`build_cache` of ``source`` with ``cutoff`` would write
+    now: the same source tree, the same edges (None: the hamiltonians.h5 keys) and no source
+    file changed since (:func:`cache_is_current`). A missing or unreadable file does not.
+    """
+    want = _KEY_EDGES if cutoff is None else float(cutoff)
+    try:
+        with h5py.File(cache, "r") as f:
+            same = (f.attrs.get("source") == str(Path(source).resolve())
+                    and float(f.attrs["cutoff"]) == want)
+    except (OSError, KeyError, ValueError):
+        return False
+    return same and cache_is_current(cache, source)
+
+
 def _progress(items: Sequence, desc: str, enabled: bool):
     if not enabled:
         return items
@@ -191,7 +211,7 @@ def build_cache(
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = CACHE_FORMAT
             f.attrs["basis"] = json.dumps(basis.to_dict())
-            f.attrs["cutoff"] = -1.0 if cutoff is None else float(cutoff)
+            f.attrs["cutoff"] = _KEY_EDGES if cutoff is None else float(cutoff)
             f.attrs["source"] = str(Path(root).resolve())
             grp = f.create_group("graphs")
             names: list[str] = []

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tgkit.data import validate
 from tgkit.data.deeph import Structure, find_structures, read_structure
 from tgkit.dft.base import BANDS_FILE, ReferenceBands, band_energies, band_error
-from tgkit.errors import TgkitError
+from tgkit.errors import DeepHFormatError, TgkitError
 from tgkit.irreps import pyscf_to_openmx_index
 
 MESH_TOL = 1e-4
@@ -108,6 +109,15 @@ def parse_cp2k_basis(text: str) -> list:
     return shells
 
 
+def pyscf_missing() -> str | None:
+    """Why the geometry check cannot run here (``"pyscf not installed"``), or None."""
+    try:
+        from pyscf import gto  # noqa: F401
+    except ImportError:
+        return "pyscf not installed"
+    return None
+
+
 def pyscf_overlaps(structure: Structure, basis_sets: dict[str, str]) -> dict:
     """Overlap blocks (OpenMX order) for every key of ``structure.overlaps``, from PySCF."""
     try:
@@ -160,12 +170,23 @@ def overlap_error(structure: Structure, basis_sets: dict[str, str]) -> float:
 
 
 def _check_bands(s: Structure, d: Path, rep: StructureReport, mesh_tol: float, path_tol: float):
-    doc = json.loads((d / BANDS_FILE).read_text())
-    recorded = doc.get("errors", {})
-    window = float(doc.get("band_window", 2.0))
-    fermi = s.fermi_level if s.fermi_level is not None else doc.get("fermi_level")
-    for ref_d in doc["references"]:
-        ref = ReferenceBands.from_dict(ref_d)
+    path = d / BANDS_FILE
+    try:
+        doc = json.loads(validate.read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DeepHFormatError(path, f"invalid JSON ({exc})") from None
+    try:
+        recorded = doc.get("errors", {})
+        window = float(doc.get("band_window", 2.0))
+        fermi = s.fermi_level if s.fermi_level is not None else doc.get("fermi_level")
+        refs = [ReferenceBands.from_dict(r) for r in doc["references"]]
+        if not isinstance(recorded, dict) or not (fermi is None or np.isfinite(float(fermi))):
+            raise TypeError("'errors' must be an object and 'fermi_level' a finite number")
+    except KeyError as exc:
+        raise DeepHFormatError(path, "missing key", key=str(exc.args[0])) from None
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        raise DeepHFormatError(path, f"malformed reference bands ({exc})") from None
+    for ref in refs:
         tol = mesh_tol if ref.kind == "mesh" else path_tol
         use_window = ref.kind != "mesh"
         ev = band_energies(s, ref.kpoints)
@@ -228,6 +249,8 @@ def check_structure(
         rep.skipped.append("geometry (no overlaps.h5)")
     elif not basis_sets:
         rep.skipped.append("geometry (info.json has no basis_sets)")
+    elif (reason := pyscf_missing()) is not None:
+        rep.skipped.append(f"geometry (skipped: {reason})")
     else:
         err = overlap_error(s, basis_sets)
         rep.errors["overlap_vs_pyscf"] = err

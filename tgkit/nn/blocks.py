@@ -209,12 +209,19 @@ class _UpdateBlock(nn.Module):
         self.norm = EquivariantLayerNorm(self.irreps_out)
 
     def messages(self, node, edge, edge_index, sh, radial, frame=None) -> torch.Tensor:
+        """The convolution over ``[node_i, node_j, edge]`` of each edge: ``(E, irreps_out.dim)``.
+
+        Per edge, so it can run on any subset of the edges (the model's edge chunks).
+        """
         x = torch.cat([node[edge_index[0]], node[edge_index[1]], edge], dim=-1)
         return self.conv(x, sh, radial, frame)
 
 
 class NodeUpdateBlock(_UpdateBlock):
     """Node update: messages from every edge (i, j) summed onto node i, then residual + norm.
+
+    ``forward`` = :meth:`messages` of the edges, summed onto their first node, then
+    :meth:`update`; the model calls the two parts itself to sum messages chunk by chunk.
 
     Shapes: ``node (N, irreps_in.dim), edge (E, irreps_edge.dim)`` -> ``(N, irreps_out.dim)``.
     """
@@ -226,16 +233,26 @@ class NodeUpdateBlock(_UpdateBlock):
         self.num_species = num_species
         self.inv_sqrt_neighbors = avg_num_neighbors ** -0.5
 
+    def update(self, node: torch.Tensor, aggregated: torch.Tensor,
+               species: torch.Tensor) -> torch.Tensor:
+        """New node features from the old ones and the sum of their messages.
+
+        Shapes: ``node (N, irreps_in.dim), aggregated (N, irreps_out.dim), species (N,)`` ->
+        ``(N, irreps_out.dim)``.
+        """
+        upd = self.lin_post(aggregated * self.inv_sqrt_neighbors)
+        return self.norm(self.skip(node) + (upd + self.self_connection(node, species)))
+
     def forward(self, node, edge, edge_index, species, sh, radial, frame=None) -> torch.Tensor:
         msg = self.messages(node, edge, edge_index, sh, radial, frame)
         agg = torch.zeros(node.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
-        agg = agg.index_add_(0, edge_index[0], msg) * self.inv_sqrt_neighbors
-        upd = self.lin_post(agg) + self.self_connection(node, species)
-        return self.norm(self.skip(node) + upd)
+        return self.update(node, agg.index_add_(0, edge_index[0], msg), species)
 
 
 class EdgeUpdateBlock(_UpdateBlock):
     """Edge update from the new node features; self-connection on the species pair.
+
+    Per edge: any subset of the edges can be updated on its own.
 
     Shapes: ``node (N, irreps_node.dim), edge (E, irreps_in.dim)`` -> ``(E, irreps_out.dim)``.
     """

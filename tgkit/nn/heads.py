@@ -126,12 +126,18 @@ class HamiltonianHead(nn.Module):
         return half + half if spinful else half
 
     def forward(self, x: torch.Tensor, reverse_edge: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x)
+        y = self.decode(x)
         return self.combine(y, y[reverse_edge])
 
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The equivariant linear decoder, per edge: ``(E, irreps_in.dim)`` ->
+        ``(E, irreps_out.dim)``."""
+        return self.linear(x)
+
     def combine(self, y: torch.Tensor, y_reverse: torch.Tensor) -> torch.Tensor:
-        """Hermitian blocks from the decoder outputs ``y = linear(x)`` of edges and of their
-        reverse edges, ``(E, irreps_out.dim)`` each (chunked inference decodes every edge once)."""
+        """Hermitian blocks from the decoder outputs ``y = decode(x)`` of edges and of their
+        reverse edges, ``(E, irreps_out.dim)`` each (the model decodes every edge once, then
+        combines chunk by chunk)."""
         h_rev = self._blocks(y_reverse).transpose(-1, -2)
         return 0.5 * (self._blocks(y) + (h_rev.conj() if self.spinful else h_rev))
 

@@ -4,6 +4,7 @@ Forward API (for trainers and predictors)::
 
     model = HamiltonianModel(basis, spinful=False, model=ModelConfig(), tracegrad=TraceGradConfig())
     out = model(graph)  # graph from tgkit.data.graph.structure_to_graph / collate
+    out = model(graph, chunk_edges=4096)  # the same, 4096 edges at a time (bounded memory)
 
 ``out`` holds (keys from :mod:`tgkit.keys`):
 
@@ -63,6 +64,36 @@ def _post_edge_irreps(hidden: o3.Irreps, head: o3.Irreps) -> o3.Irreps:
                       for ir in sorted(set(mul_h) | set(mul_o))])
 
 
+def edge_chunks(num_edges: int, chunk_edges: int | None) -> list[slice]:
+    """Slices of at most ``chunk_edges`` edges covering ``range(num_edges)`` (None or 0: one)."""
+    if chunk_edges is not None and chunk_edges < 0:
+        raise ValueError(f"chunk_edges must be 0 (all at once) or positive, got {chunk_edges}")
+    if not chunk_edges or chunk_edges >= num_edges:
+        return [slice(0, num_edges)]
+    return [slice(a, min(a + chunk_edges, num_edges)) for a in range(0, num_edges, chunk_edges)]
+
+
+class _Rows:
+    """An ``(E, ...)`` tensor written chunk by chunk (``put(slice, rows)``). A chunk that
+    covers every edge is kept as it is, without a copy, so the all-at-once forward pass builds
+    exactly the tensors (and autograd graph) it would without chunks. ``None`` rows (a NoGrad
+    position's z) are skipped and leave ``value`` None."""
+
+    def __init__(self, num: int) -> None:
+        self.num = num
+        self.value: torch.Tensor | None = None
+
+    def put(self, chunk: slice, rows: torch.Tensor | None) -> None:
+        if rows is None:
+            return
+        if chunk.start == 0 and chunk.stop == self.num:
+            self.value = rows
+            return
+        if self.value is None:
+            self.value = rows.new_empty((self.num, *rows.shape[1:]))
+        self.value[chunk] = rows
+
+
 class HamiltonianModel(nn.Module):
     """DeepH-E3 encoder with TraceGrad, predicting H blocks of every edge.
 
@@ -76,9 +107,9 @@ class HamiltonianModel(nn.Module):
     Shapes: see the module docstring; node features are ``irreps_hidden``, the last edge
     features ``irreps_post_edge`` (hidden plus the parities the head needs, e.g. 1e for p-p).
 
-    Attribute ``use_edge_frame`` (default True) runs the convolutions' tensor products in each
-    edge's frame (:mod:`tgkit.nn.edge_frame`); set it False for e3nn's ``TensorProduct``,
-    which gives the same predictions to round-off, several times slower.
+    The config key ``model.use_edge_frame`` (default true) runs the convolutions' tensor
+    products in each edge's frame (:mod:`tgkit.nn.edge_frame`); false gives e3nn's
+    ``TensorProduct``, the same predictions to round-off, several times slower.
     """
 
     def __init__(
@@ -94,9 +125,6 @@ class HamiltonianModel(nn.Module):
         self.model_config = model or ModelConfig()
         self.tracegrad_config = tracegrad or TraceGradConfig()
         self.inference_only = False
-        # convolutions in each edge's frame (tgkit.nn.edge_frame); False: e3nn's reference
-        # tensor product with the full harmonics (same numbers to round-off, several x slower)
-        self.use_edge_frame = True
         with default_dtype(dtype):
             self._build()
         if dtype is not None:
@@ -172,36 +200,80 @@ class HamiltonianModel(nn.Module):
 
     def edge_geometry(self, vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                          EdgeFrame | None]:
-        """Radial basis, spherical harmonics and edge frame (None when ``use_edge_frame`` is
-        off) of cartesian edge vectors ``(E, 3)``: computed once, shared by all blocks."""
+        """Radial basis, spherical harmonics and edge frame (None when
+        ``model.use_edge_frame`` is off) of cartesian edge vectors ``(E, 3)``: computed once,
+        shared by all blocks."""
         sh = self.spherical_harmonics(vec)
         frame = (edge_frame(vec, sh, self.model_config.lmax, self.lmax_features)
-                 if self.use_edge_frame else None)
+                 if self.model_config.use_edge_frame else None)
         return self.radial_basis(vec.norm(dim=-1)), sh, frame
 
-    def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Predict the blocks of every edge of ``graph`` (see the module docstring)."""
+    def forward(self, graph: dict[str, torch.Tensor],
+                chunk_edges: int | None = None) -> dict[str, torch.Tensor]:
+        """Predict the blocks of every edge of ``graph`` (see the module docstring).
+
+        Args:
+            graph: from :func:`tgkit.data.graph.structure_to_graph` or ``collate``.
+            chunk_edges: compute at most this many edges at a time; None or 0: all at once
+                (one chunk: the same code). Every step but two acts on each edge alone
+                (geometry, messages, edge updates, Grad on edges, the head's decoder and
+                the T decoder), so it runs chunk by chunk; the sum of messages onto nodes
+                accumulates over the chunks, and the hermitian average reads the decoded
+                reverse edges of all chunks. Same result to round-off, with peak memory the
+                stored per-edge features plus one chunk's activations
+                (:mod:`tgkit.nn.inference`).
+        """
         edge_index, species = graph[K.EDGE_INDEX], graph[K.SPECIES]
-        radial, sh, frame = self.edge_geometry(graph[K.EDGE_VEC])
+        num_edges = edge_index.shape[1]
+        parts = edge_chunks(num_edges, chunk_edges)
+        # per chunk, computed once for all blocks: radial basis, harmonics and edge frames
+        # (~230 floats per edge; recomputing the frames per block costs more than a conv)
+        geometry = [self.edge_geometry(graph[K.EDGE_VEC][c]) for c in parts]
         node = self.node_embedding(species)
-        edge = self.edge_embedding(radial)
+        edge = _Rows(num_edges)
+        for c, (radial, _, _) in zip(parts, geometry, strict=True):
+            edge.put(c, self.edge_embedding(radial))
+        edge = edge.value
         z = None
         for k, (nb, eb) in enumerate(zip(self.node_blocks, self.edge_blocks, strict=True)):
-            node = nb(node, edge, edge_index, species, sh, radial, frame)
+            agg = node.new_zeros(node.shape[0], nb.irreps_out.dim)
+            for c, (radial, sh, frame) in zip(parts, geometry, strict=True):
+                ei = edge_index[:, c]
+                agg.index_add_(0, ei[0], nb.messages(node, edge[c], ei, sh, radial, frame))
+            node = nb.update(node, agg, species)
             if self.node_grads:
                 node, _ = self.node_grads[k](node)
-            edge = eb(node, edge, edge_index, species, sh, radial, frame)
-            if self.edge_grads:
-                edge, z_k = self.edge_grads[k](edge)
-                z = z if z_k is None else z_k
-        si, sj = species[edge_index[0]], species[edge_index[1]]
-        mask = element_mask(self.basis, si, sj, self.spinful)
-        h = self.head(edge, graph[K.REVERSE_EDGE])
-        out = {K.H_PRED: h * mask, K.H_MASK: mask, K.BLOCK_MASK: block_mask(self.basis, si, sj)}
+            new_edge, new_z = _Rows(num_edges), _Rows(num_edges)
+            for c, (radial, sh, frame) in zip(parts, geometry, strict=True):
+                e = eb(node, edge[c], edge_index[:, c], species, sh, radial, frame)
+                if self.edge_grads:
+                    e, z_c = self.edge_grads[k](e)  # z_c is None at a NoGrad position
+                    new_z.put(c, z_c)
+                new_edge.put(c, e)
+            edge = new_edge.value
+            z = z if new_z.value is None else new_z.value
+        t_pred = _Rows(num_edges)  # stays empty without a T decoder
         if self.trace_decoder is not None:
-            if self.trace_branch is not None:
-                _, z = self.trace_branch(edge)
-            out[K.T_PRED] = self.trace_decoder(z)
+            for c in parts:
+                z_c = self.trace_branch(edge[c])[1] if self.trace_branch is not None else z[c]
+                t_pred.put(c, self.trace_decoder(z_c))
+        # the head decodes every edge once, then symmetrises each chunk with its reverse edges
+        y = _Rows(num_edges)
+        for c in parts:
+            y.put(c, self.head.decode(edge[c]))
+        y, reverse = y.value, graph[K.REVERSE_EDGE]
+        del edge, z
+        h, mask = _Rows(num_edges), _Rows(num_edges)
+        for c in parts:
+            ei = edge_index[:, c]
+            m = element_mask(self.basis, species[ei[0]], species[ei[1]], self.spinful)
+            h.put(c, self.head.combine(y[c], y[reverse[c]]) * m)
+            mask.put(c, m)
+        si, sj = species[edge_index[0]], species[edge_index[1]]
+        out = {K.H_PRED: h.value, K.H_MASK: mask.value,
+               K.BLOCK_MASK: block_mask(self.basis, si, sj)}
+        if t_pred.value is not None:
+            out[K.T_PRED] = t_pred.value
         if K.HAMILTONIAN in graph:
             out[K.T_LABEL] = trace_labels(graph[K.HAMILTONIAN], self.basis)
         return out
@@ -236,13 +308,21 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Ha
         raise TgkitError(f"{path}: not a tgkit model checkpoint")
     if ckpt.get("version") != FORMAT_VERSION:
         raise TgkitError(f"{path}: checkpoint version {ckpt.get('version')} is not supported")
-    model = HamiltonianModel(
-        OrbitalBasis.from_dict(ckpt["basis"]), ckpt["spinful"],
-        section_from_dict(ModelConfig, ckpt["model"], "model"),
-        section_from_dict(TraceGradConfig, ckpt["tracegrad"], "tracegrad"),
-        dtype=getattr(torch, ckpt["dtype"]),
-    )
-    if ckpt["inference_only"]:
-        model = model.export_inference()
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = HamiltonianModel(
+            OrbitalBasis.from_dict(ckpt["basis"]), ckpt["spinful"],
+            section_from_dict(ModelConfig, ckpt["model"], "model"),
+            section_from_dict(TraceGradConfig, ckpt["tracegrad"], "tracegrad"),
+            dtype=getattr(torch, ckpt["dtype"]),
+        )
+        if ckpt["inference_only"]:
+            model = model.export_inference()
+        model.load_state_dict(ckpt["state_dict"])
+    except ConfigError as exc:
+        raise TgkitError(f"{path}: {exc}") from None
+    except KeyError as exc:
+        raise TgkitError(f"{path}: damaged model checkpoint (no {exc.args[0]!r})") from None
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TgkitError(f"{path}: damaged model checkpoint ({msg})") from None
     return model.to(map_location)

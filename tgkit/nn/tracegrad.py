@@ -17,6 +17,8 @@ through ``square``. It equals ``torch.autograd.grad`` of the whole chain (tested
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from e3nn import o3
 from torch import nn
@@ -112,17 +114,34 @@ class TraceGrad(nn.Module):
             # sum_c dZ/du_c (W^c + W^c^T), symmetrised on the small W rather than per item
             m = (dz_du @ (w + w.transpose(-1, -2)).flatten(1)).unflatten(-1, (mul, mul))
             v.append(m @ x / ir.dim**0.5)
-        v = self._merge(v, f)
+        return self._output(f, self._merge(v, f)), z
+
+    def _output(self, f: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``o = f + v`` (v divided by ``1 + rms(v)`` with ``normalize``)."""
         if self.normalize:
             v = v / (1.0 + v.pow(2).mean(-1, keepdim=True).sqrt())
-        return f + v, z
+        return f + v
+
+    def _autograd(self, f: torch.Tensor, create_graph: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v, z)`` with ``v = d(sum z)/df`` by plain autograd through square and s_nonlin."""
+        with torch.enable_grad():
+            f_in = f if f.requires_grad else f.detach().requires_grad_(True)
+            z = self.s_nonlin(self.square(self._split(f_in)))
+            (v,) = torch.autograd.grad(z.sum(), f_in, create_graph=create_graph)
+        return v, z
+
+    def forward_autograd(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with v by plain autograd through square and s_nonlin instead of the
+        closed form (what ``bench/bench_step.py`` times the closed form against)."""
+        if not self.use_grad:
+            return self.forward(f)
+        v, z = self._autograd(f, create_graph=self.training)
+        return self._output(f, v), z
 
     def grad_autograd(self, f: torch.Tensor) -> torch.Tensor:
         """Reference ``v = d(sum z)/df`` by plain autograd through square and s_nonlin (tests)."""
-        with torch.enable_grad():
-            f = f.detach().requires_grad_(True)
-            z = self.s_nonlin(self.square(self._split(f)))
-            return torch.autograd.grad(z.sum(), f)[0]
+        return self._autograd(f.detach(), create_graph=False)[0]
 
 
 class NoGrad(nn.Module):
@@ -148,13 +167,39 @@ class TraceDecoder(nn.Module):
         return self.mlp(z)
 
 
-def shell_membership(basis: OrbitalBasis, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """(B, num_shells) 0/1 matrix: universal orbital -> its shell."""
-    m = torch.zeros(basis.dim, len(basis.shells), dtype=dtype)
-    for k, s in enumerate(basis.shells):
-        off = basis.shell_offset[s]
-        m[off:off + s.dim, k] = 1.0
+def shell_membership(dims: Sequence[int], dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """(sum(dims), len(dims)) 0/1 matrix: orbital -> its shell (contiguous shells of ``dims``)."""
+    m = torch.zeros(sum(dims), len(dims), dtype=dtype)
+    start = 0
+    for k, d in enumerate(dims):
+        m[start:start + d, k] = 1.0
+        start += d
     return m
+
+
+def block_traces(h: torch.Tensor, row_dims: Sequence[int], col_dims: Sequence[int]) -> torch.Tensor:
+    """``T_b = tr(H_b H_b^dagger) = ||H_b||_F^2`` of every shell-pair sub-block b of blocks h.
+
+    The one definition of the trace label: :func:`trace_labels` (universal basis, targets of
+    the model) and the dashboards' records (per-atom bases, file order) both call it. T does
+    not depend on the order of orbitals inside a shell, so file and e3nn order give the same T.
+
+    Args:
+        h: ``(..., n_r, n_c)`` real or ``(..., 2 n_r, 2 n_c)`` spin-major blocks, where
+            ``n_r = sum(row_dims)``, ``n_c = sum(col_dims)``.
+        row_dims, col_dims: dimensions of the contiguous shells along rows and columns.
+
+    Returns:
+        ``(..., len(row_dims), len(col_dims))`` real. For spinful blocks the four spin
+        sub-blocks of a shell pair are summed, which keeps T invariant under SU(2) as well.
+    """
+    sq = h.abs().pow(2) if h.is_complex() else h.pow(2)
+    r, c = sum(row_dims), sum(col_dims)
+    if sq.shape[-2:] == (2 * r, 2 * c):
+        sq = (sq[..., :r, :c] + sq[..., :r, c:] + sq[..., r:, :c] + sq[..., r:, c:])
+    m_r = shell_membership(row_dims, sq.dtype).to(sq.device)
+    m_c = shell_membership(col_dims, sq.dtype).to(sq.device)
+    return m_r.T @ sq @ m_c
 
 
 def trace_labels(h: torch.Tensor, basis: OrbitalBasis) -> torch.Tensor:
@@ -165,12 +210,7 @@ def trace_labels(h: torch.Tensor, basis: OrbitalBasis) -> torch.Tensor:
         basis: the universal basis; pairs are ordered as ``basis.shell_pairs()``.
 
     Returns:
-        ``(E, P)`` real, P = num_shells**2. For SOC blocks the four spin sub-blocks of a shell
-        pair are summed, which keeps T invariant under SU(2) as well.
+        ``(E, P)`` real, P = num_shells**2 (:func:`block_traces` flattened row-major).
     """
-    sq = h.abs().pow(2) if h.is_complex() else h.pow(2)
-    if sq.shape[-1] == 2 * basis.dim:
-        b = basis.dim
-        sq = sq[:, :b, :b] + sq[:, :b, b:] + sq[:, b:, :b] + sq[:, b:, b:]
-    m = shell_membership(basis, sq.dtype).to(sq.device)
-    return (m.T @ sq @ m).flatten(1)
+    dims = [s.dim for s in basis.shells]
+    return block_traces(h, dims, dims).flatten(-2)

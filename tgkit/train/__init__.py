@@ -19,6 +19,7 @@ from tgkit.train.hooks import (
     MetricsLogger,
     PrintValidation,
     ProgressBar,
+    StepRecord,
     TensorBoard,
 )
 from tgkit.train.loss import LossParts, TraceGradLoss, masked_mse
@@ -28,7 +29,7 @@ from tgkit.train.trainer import Trainer, evaluate
 
 __all__ = [
     "Checkpoint", "EarlyStopping", "EvalResult", "Hook", "LRMonitor", "LossParts",
-    "MetricAccumulator", "MetricsLogger", "PrintValidation", "ProgressBar", "TensorBoard",
-    "TraceGradLoss", "Trainer", "challenge", "evaluate", "evaluate_run", "masked_mse", "predict",
-    "train",
+    "MetricAccumulator", "MetricsLogger", "PrintValidation", "ProgressBar", "StepRecord",
+    "TensorBoard", "TraceGradLoss", "Trainer", "challenge", "evaluate", "evaluate_run",
+    "masked_mse", "predict", "train",
 ]

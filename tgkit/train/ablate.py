@@ -51,12 +51,17 @@ def _mean_std(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": float(a.mean()), "std": float(a.std()), "values": [float(v) for v in a]}
 
 
-def _run_config(config: Config, out: Path, setup: str, seed: int, cache: Path, split: Path
-                ) -> Config:
+def run_config(config: Config, out: Path, setup: str, seed: int, cache: Path, split: Path
+               ) -> Config:
+    """The configuration of one ablation run: ``setup`` and ``seed`` under ``out``.
+
+    Every run shares the ablation's graph cache (``data.cache``; ``data.path`` keeps naming
+    the source data) and its split file.
+    """
     return dataclasses.replace(
         config,
         tracegrad=dataclasses.replace(config.tracegrad, setup=setup),
-        data=dataclasses.replace(config.data, path=str(cache), split=str(split)),
+        data=dataclasses.replace(config.data, cache=str(cache), split=str(split)),
         train=dataclasses.replace(config.train, seed=seed,
                                   out_dir=str(out / setup / f"seed{seed}")),
     )
@@ -97,7 +102,7 @@ def run_ablation(config: Config, out_dir: str | Path, seeds: int = 3,
     for setup in ["baseline", *[s for s in setups if s != "baseline"]]:
         runs[setup] = []
         for k in range(seeds):
-            cfg = _run_config(config, out, setup, config.train.seed + k, cache, split)
+            cfg = run_config(config, out, setup, config.train.seed + k, cache, split)
             res_file = Path(cfg.train.out_dir) / "results.json"
             if res_file.exists():
                 doc = json.loads(res_file.read_text())

@@ -6,9 +6,10 @@ ones that write them (:class:`MetricsLogger`). Every hook's :meth:`Hook.state_di
 in checkpoints under its :attr:`Hook.name` and given back by :meth:`Hook.load_state_dict` on
 resume. Hooks that write files act on the main process only (``trainer.env.is_main``).
 
-Metrics dicts hold plain floats: per-step dicts (``on_batch_end``) carry ``step``, ``epoch``
-and, every ``log_every`` steps, ``loss`` / ``loss_q`` / ``loss_t`` / ``mu`` (reading a loss
-value synchronises with the device, so the trainer only does it when someone will log it);
+Metrics dicts hold plain floats: per-step dicts (``on_batch_end``) are :class:`StepRecord`,
+which carry ``step``, ``epoch`` and, at log steps (every ``log_every`` steps,
+:attr:`StepRecord.is_log_step`), ``loss`` / ``loss_t`` / ``mu`` (reading a loss value
+synchronises with the device, so the trainer only does it when someone will log it);
 validation dicts carry ``val_loss`` (MSE of H, eV^2), ``val_loss_t``, ``val_mae_all`` (meV),
 ``train_loss`` (mean over the steps since the previous validation) and ``lr``. In per-step
 dicts ``epoch`` is the current epoch (from 0); in validation dicts it is the number of epochs
@@ -32,6 +33,21 @@ if TYPE_CHECKING:
     from tgkit.train.trainer import Trainer
 
 
+class StepRecord(dict):
+    """The metrics of one optimizer step, as hooks receive them in ``on_batch_end``.
+
+    A dict (hooks add values, e.g. ``lr``; loggers write it as it is) holding ``epoch`` and
+    ``step`` and, at log steps, the losses ``{name: value}``.
+
+    Attributes:
+        is_log_step: whether this step logs (the losses were read from the device).
+    """
+
+    def __init__(self, epoch: int, step: int, losses: dict[str, float] | None = None) -> None:
+        super().__init__(epoch=epoch, step=step, **(losses or {}))
+        self.is_log_step = losses is not None
+
+
 class Hook:
     """Base class: every method is a no-op; ``name`` keys the hook's checkpointed state.
 
@@ -52,7 +68,7 @@ class Hook:
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
 
-    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+    def on_batch_end(self, trainer: Trainer, metrics: StepRecord) -> None: ...
 
     def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
 
@@ -99,7 +115,7 @@ class Checkpoint(Hook):
         trainer.save_checkpoint(self.dir / "last.pt")
         self._wrote_last = True
 
-    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_batch_end(self, trainer: Trainer, metrics: StepRecord) -> None:
         if self.every and trainer.global_step % self.every == 0:
             self._save_last(trainer)
 
@@ -151,8 +167,8 @@ class DivergenceGuard(Hook):
 
     order = -100
 
-    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if "loss" in metrics:
+    def on_batch_end(self, trainer: Trainer, metrics: StepRecord) -> None:
+        if metrics.is_log_step:
             check_finite(trainer, metrics)
 
     def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -190,7 +206,7 @@ class EarlyStopping(Hook):
 class LRMonitor(Hook):
     """Adds the current learning rate (``lr``) to every metrics dict."""
 
-    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_batch_end(self, trainer: Trainer, metrics: StepRecord) -> None:
         metrics["lr"] = trainer.lr
 
     def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -233,8 +249,8 @@ class MetricsLogger(Hook):
             with open(self.csv, "a") as f:
                 f.write(buf.getvalue())
 
-    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if "loss" in metrics:
+    def on_batch_end(self, trainer: Trainer, metrics: StepRecord) -> None:
+        if metrics.is_log_step:
             self._write(trainer, "train", metrics)
 
     def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -281,8 +297,8 @@ class TensorBoard(Hook):
             if k not in ("step", "epoch") and isinstance(v, (int, float)):
                 self.writer.add_scalar(f"{prefix}/{k}", v, step)
 
-    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if "loss" in metrics:
+    def on_batch_end(self, trainer: Trainer, metrics: StepRecord) -> None:
+        if metrics.is_log_step:
             self._log("train", metrics, trainer.global_step)
 
     def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -311,10 +327,10 @@ class ProgressBar(Hook):
         self.bar = tqdm(total=trainer.steps_per_epoch, initial=trainer.batch_in_epoch,
                         desc=f"epoch {epoch}", unit="step", leave=False, dynamic_ncols=True)
 
-    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_batch_end(self, trainer: Trainer, metrics: StepRecord) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            if "loss" in metrics:
+            if metrics.is_log_step:
                 self.bar.set_postfix(loss=f"{metrics['loss']:.3g}")
 
     def _close(self) -> None:

@@ -21,10 +21,11 @@ Layout of a training run directory (``train.out_dir``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from tgkit.data.splits import (
     split_from_lists,
     split_from_manifest,
 )
-from tgkit.data.store import GraphDataset, build_cache, cache_is_current
+from tgkit.data.store import GraphDataset, build_cache, cache_matches
 from tgkit.errors import ConfigError, TgkitError
 from tgkit.io_utils import atomic_path, load_torch, write_text
 from tgkit.irreps import OrbitalBasis
@@ -74,20 +75,10 @@ def prepare_cache(config: Config, out_dir: Path, env: DistEnv = SINGLE) -> Path:
     if not path.is_dir():
         raise ConfigError(f"data.path: {path} does not exist")
     cache = Path(config.data.cache) if config.data.cache else out_dir / "graphs.h5"
-    if env.is_main and not _cache_matches(cache, path):
+    if env.is_main and not cache_matches(cache, path):  # rebuilt when a source file changed
         build_cache(path, cache, progress=False, skip_bad=config.data.skip_bad)
     barrier()
     return cache
-
-
-def _cache_matches(cache: Path, source: Path) -> bool:
-    if not cache.exists():
-        return False
-    import h5py
-
-    with h5py.File(cache, "r") as f:
-        same = f.attrs.get("source") == str(source.resolve()) and float(f.attrs["cutoff"]) < 0
-    return same and cache_is_current(cache, source)  # rebuilt when a source file changed
 
 
 def make_split(config: Config, ds: GraphDataset) -> Split:
@@ -210,11 +201,15 @@ def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose:
     out_dir = Path(t.out_dir)
     if env.is_main:
         claim_run_dir(out_dir, resume, force)
-        out_dir.mkdir(parents=True, exist_ok=True)
-    cache = prepare_cache(config, out_dir, env)
-    ds = GraphDataset(cache, dtype=dtype)
-    check_trainable(ds)
-    split = make_split(config, ds)
+    # a damaged checkpoint is reported before anything is written into the run directory
+    start = resume_checkpoint(out_dir / "last.pt") if resume else None
+    with _undo_on_error(out_dir, env):
+        if env.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        cache = prepare_cache(config, out_dir, env)
+        ds = GraphDataset(cache, dtype=dtype)
+        check_trainable(ds)
+        split = make_split(config, ds)
     if env.is_main:
         save_config(config, out_dir / "config.yaml")
         split.to_json(out_dir / "split.json")
@@ -226,7 +221,7 @@ def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose:
                       t, hooks, env, device, config.data.num_workers)
     trainer.extra_state = {"config": config_to_dict(config), "basis": ds.basis.to_dict(),
                            "spinful": ds.spinful}
-    trainer.fit(resume=resume_checkpoint(out_dir / "last.pt") if resume else None)
+    trainer.fit(resume=start)
     barrier()
     best = out_dir / "best.pt"
     state = load_checkpoint(best, device) if best.exists() else trainer.state_dict()
@@ -244,6 +239,25 @@ def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose:
             print_summary(doc)
     barrier()
     return doc
+
+
+@contextlib.contextmanager
+def _undo_on_error(out_dir: Path, env: DistEnv = SINGLE) -> Iterator[None]:
+    """Setup of a run (cache, dataset, split): when it fails, remove what it created, so
+    bad data or config leaves no run directory (or no new cache in an existing one)."""
+    top = next((p for p in (out_dir, *out_dir.parents) if p.parent.exists()), out_dir)
+    created = not out_dir.exists()
+    cache = out_dir / "graphs.h5"
+    had_cache = cache.exists()
+    try:
+        yield
+    except BaseException:
+        if env.is_main:
+            if created:
+                shutil.rmtree(top, ignore_errors=True)
+            elif not had_cache:
+                cache.unlink(missing_ok=True)
+        raise
 
 
 def print_summary(doc: dict[str, Any]) -> None:
@@ -272,16 +286,24 @@ def _load_for_eval(path: Path, device: torch.device):
     if not path.is_file():
         raise TgkitError(f"{path}: no such checkpoint or run directory")
     head = load_torch(path, "cpu")
-    if isinstance(head, dict) and "trainer" in head:
-        state = load_checkpoint(path, device)
-        from tgkit.config import config_from_dict
+    if not (isinstance(head, dict) and "trainer" in head):
+        return load_model(path, device), None
+    from tgkit.config import config_from_dict
 
+    state = load_checkpoint(path, device)
+    try:
         cfg = config_from_dict(state["config"])
         model = build_model(cfg, OrbitalBasis.from_dict(state["basis"]), state["spinful"],
                             parse_dtype(cfg.train.dtype))
         model.load_state_dict(inference_weights(state))
-        return model.to(device), cfg
-    return load_model(path, device), None
+    except TgkitError as exc:
+        raise TgkitError(f"{path}: {exc}") from None
+    except KeyError as exc:
+        raise TgkitError(f"{path}: damaged checkpoint (no {exc.args[0]!r})") from None
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TgkitError(f"{path}: damaged checkpoint ({msg})") from None
+    return model.to(device), cfg
 
 
 def evaluate_run(model_path: str | Path, data: str | Path | None = None, device: str = "auto",
@@ -306,26 +328,36 @@ def evaluate_run(model_path: str | Path, data: str | Path | None = None, device:
         ds = GraphDataset(cache, dtype=dtype)
         split_file = run_dir / "split.json"
         split = Split.from_json(split_file) if split_file.exists() else make_split(cfg, ds)
-    else:
-        tmp = None
-        path = Path(data)
-        if path.is_dir():
-            tmp = Path(tempfile.mkdtemp(prefix="tgkit-eval-"))
-            path = build_cache(path, tmp / "graphs.h5", basis=model.basis, progress=False)
-        ds = GraphDataset(path, dtype=dtype)
-        check_trainable(ds)
-        tw = tuple(n for n, t in ds.twisted.items() if t)
-        split = Split((), (), tuple(n for n in ds.all_names if n not in tw), tw)
+        return _evaluate(model, ds, split, dev, out)
+    path = Path(data)
+    if not path.is_dir():
+        return _evaluate_cache(model, path, dtype, dev, out)
+    tmp = Path(tempfile.mkdtemp(prefix="tgkit-eval-"))
+    try:  # the temporary cache goes, whether building or evaluating it fails or not
+        cache = build_cache(path, tmp / "graphs.h5", basis=model.basis, progress=False)
+        return _evaluate_cache(model, cache, dtype, dev, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _evaluate_cache(model, cache: Path, dtype: torch.dtype, dev: torch.device,
+                    out: str | Path | None) -> dict[str, Any]:
+    """Metrics of every structure of ``cache`` (twisted ones as the "t" test subset)."""
+    ds = GraphDataset(cache, dtype=dtype)
+    check_trainable(ds)
+    tw = tuple(n for n, t in ds.twisted.items() if t)
+    split = Split((), (), tuple(n for n in ds.all_names if n not in tw), tw)
+    return _evaluate(model, ds, split, dev, out)
+
+
+def _evaluate(model, ds: GraphDataset, split: Split, dev: torch.device,
+              out: str | Path | None) -> dict[str, Any]:
     results = evaluate_subsets(model, ds, split, dev)
     bands = subset_band_errors(model, ds, subset_names(split), dev)
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        doc = write_results(Path(out), results, model.basis, {}, bands)
-    else:
-        doc = results_doc(results, bands)
-    if data is not None and tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return doc
+    if out is None:
+        return results_doc(results, bands)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return write_results(Path(out), results, model.basis, {}, bands)
 
 
 def load_inference_model(model_path: str | Path, device: str = "auto"):
@@ -370,17 +402,39 @@ def predict(model_path: str | Path, data: str | Path, out: str | Path, device: s
             once; None: ``predict_structure``'s default (4096 on a CPU, all at once on a GPU).
         force: overwrite existing ``hamiltonians_pred.h5`` files (otherwise an error).
     """
-    model, dev = load_inference_model(model_path, device)
     root, out = Path(data), Path(out)
-    written = []
     dirs = find_structures(root)
     dests = [out / (src.relative_to(root) if src != root else Path(src.name)) for src in dirs]
-    refuse_overwrite([d / "hamiltonians_pred.h5" for d in dests], force)
-    for src in dirs:
-        s = read_structure(src, require_hamiltonian=False)
-        s.hamiltonians = predict_structure(model, s, cutoff=cutoff, device=dev,
-                                           chunk_edges=chunk_edges)
-        dest = out / (src.relative_to(root) if src != root else Path(src.name))
-        write_structure(s, dest, hamiltonian_file="hamiltonians_pred.h5")
-        written.append(dest / "hamiltonians_pred.h5")
-    return written
+    refuse_overwrite([d / PRED_FILE for d in dests], force)
+    model, dev = load_inference_model(model_path, device)
+    made: list[Path] = []  # what this call created, removed again if a later structure fails
+    try:
+        for src, dest in zip(dirs, dests, strict=True):
+            s = read_structure(src, require_hamiltonian=False)
+            s.hamiltonians = predict_structure(model, s, cutoff=cutoff, device=dev,
+                                               chunk_edges=chunk_edges)
+            new_dir = _first_missing(dest)
+            had_file = (dest / PRED_FILE).exists()
+            write_structure(s, dest, hamiltonian_file=PRED_FILE)
+            if new_dir is not None:
+                made.append(new_dir)
+            elif not had_file:
+                made.append(dest / PRED_FILE)
+    except BaseException:
+        for p in reversed(made):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        raise
+    return [d / PRED_FILE for d in dests]
+
+
+PRED_FILE = "hamiltonians_pred.h5"
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: it exists)."""
+    if path.exists():
+        return None
+    return next(p for p in (path, *path.parents) if p.parent.exists())

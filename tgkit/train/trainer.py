@@ -39,7 +39,7 @@ from tgkit.train.checkpoint import (
     set_rng_state,
 )
 from tgkit.train.distributed import SINGLE, DistEnv, all_reduce_sum, average_gradients
-from tgkit.train.hooks import Hook
+from tgkit.train.hooks import Hook, StepRecord
 from tgkit.train.loss import TraceGradLoss
 from tgkit.train.metrics import EvalResult, MetricAccumulator
 from tgkit.train.schedule import WeightAverage, cosine_lr
@@ -326,9 +326,9 @@ class Trainer:
                 parts = self._step(graph)
                 self.global_step += 1
                 self.batch_in_epoch += 1
-                metrics: dict[str, float] = {"epoch": epoch, "step": self.global_step}
-                if self.global_step % c.log_every == 0:
-                    metrics.update({k: float(v) for k, v in parts.items()})
+                log = self.global_step % c.log_every == 0
+                metrics = StepRecord(epoch, self.global_step,
+                                     {k: float(v) for k, v in parts.items()} if log else None)
                 self._call("on_batch_end", metrics)
                 if self._done():
                     break

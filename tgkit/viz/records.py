@@ -15,11 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from tgkit.data.deeph import Key, Structure
 from tgkit.data.structures import LAYER_GAP, layer_index
 from tgkit.errors import TgkitError
-from tgkit.irreps import OrbitalBasis, atom_shells, orbital_labels, shell_slices
+from tgkit.irreps import OrbitalBasis, atom_shells, orbital_labels, shell_dims, shell_slices
+from tgkit.nn.tracegrad import block_traces
 
 EDGE_TYPES = ("onsite", "intralayer", "interlayer")
 Pair = tuple[int, int]
@@ -57,8 +59,8 @@ class ErrorTable:
         trace: per shell-pair block (flat arrays of equal length): ``structure`` (str),
             ``z_i``, ``z_j``, ``shell_i``, ``shell_j`` (int), ``block`` (str label such as
             ``C-C s1-p2``, :meth:`tgkit.irreps.OrbitalBasis.block_label`), ``edge_type`` (str),
-            ``dist`` (A), ``t_true``, ``t_pred``
-            (||H_b||_F^2, eV^2), ``mae`` (mean |dH| over the block, eV).
+            ``dist`` (A), ``t_true``, ``t_pred`` (||H_b||_F^2, eV^2, from
+            :func:`tgkit.nn.tracegrad.block_traces`), ``mae`` (mean |dH| over the block, eV).
     """
 
     abs_sum: dict[tuple[str, int, int, str], np.ndarray] = field(default_factory=dict)
@@ -141,6 +143,7 @@ def error_table(
             table.labels.setdefault(z, lab if spin == 1 else
                                     [f"{s}{o}" for s in ("u:", "d:") for o in lab])
         shells = [shell_slices(t) for t in st.orbital_types]
+        dims = [shell_dims(t) for t in st.orbital_types]
         shell_of = [atom_shells(t) for t in st.orbital_types]
         dist = np.linalg.norm(st.edge_vectors(keys), axis=1)
         for key, d in zip(keys, dist, strict=True):
@@ -156,6 +159,8 @@ def error_table(
             table.abs_sum[tkey] = table.abs_sum.get(tkey, 0.0) + err
             table.counts[tkey] = table.counts.get(tkey, 0) + 1
             ni, nj = true.shape[0] // spin, true.shape[1] // spin
+            t_true, t_pred = (block_traces(torch.as_tensor(b), dims[i], dims[j]).numpy()
+                              for b in (true, guess))
             for si, ri in enumerate(shells[i]):
                 for sj, cj in enumerate(shells[j]):
                     # spinful: the shell pair's four spin sub-blocks together
@@ -171,8 +176,8 @@ def error_table(
                         zi, zj, shell_of[i][si], shell_of[j][sj]))
                     rows["edge_type"].append(et)
                     rows["dist"].append(d)
-                    rows["t_true"].append(float(np.sum(np.abs(bt) ** 2)))
-                    rows["t_pred"].append(float(np.sum(np.abs(bp) ** 2)))
+                    rows["t_true"].append(float(t_true[si, sj]))
+                    rows["t_pred"].append(float(t_pred[si, sj]))
                     rows["mae"].append(float(np.mean(np.abs(bp - bt))))
     table.trace = {k: np.asarray(v) for k, v in rows.items()}
     return table

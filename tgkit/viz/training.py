@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tgkit.config import SETUPS
-from tgkit.train import Hook
+from tgkit.train import Hook, StepRecord
 
 STOP_REASON = "stopped from the dashboard"
 
@@ -108,9 +108,9 @@ class DashboardHook(Hook):
             self.progress.value = self._first_step
         self._label(f"step {self._first_step} / {self.total}: first step (compiling) ...")
 
-    def on_batch_end(self, trainer, metrics: dict[str, float]) -> None:
+    def on_batch_end(self, trainer, metrics: StepRecord) -> None:
         step = int(metrics["step"])
-        if "loss" in metrics:
+        if metrics.is_log_step:
             self.steps.append(step)
             self.loss_q.append(float(metrics["loss"]))
             lt = float(metrics.get("loss_t", math.nan))
