@@ -4,10 +4,14 @@ Kernel-only runners (nbmake) cannot see front-end failures: nglview's version ha
 passed nbmake while showing "Error displaying widget" in the browser. This test starts
 JupyterLab on 127.0.0.1 with a random token on a *copy* of ``notebooks/`` (autosave must not
 write outputs into the repository), runs all cells through ``window.jupyterapp`` and fails on
-widget errors, kernel errors, javascript errors or a blank 3D canvas. Then it uses each
-dashboard like a user (clicks Start, picks dropdown entries, toggles buttons and checkboxes,
-moves sliders with the keyboard, clicks a heatmap cell) and checks that the front end changed.
+widget errors, kernel errors, javascript errors, a blank 3D canvas, a chart without axis
+titles, an output clipped at a 1280 px window, or a cell that runs longer than
+:data:`SILENT_LIMIT_S` without any visible change in the outputs (a progress bar or ticking
+status counts). Then it uses each dashboard like a user (clicks Start and watches the progress
+bar advance, picks dropdown entries, toggles buttons, moves sliders with the keyboard, clicks a
+heatmap cell, drags the 3D canvases with the mouse) and checks that the front end changed.
 Screenshots go to ``test-artifacts/browser/<notebook>/`` (``interact-NN-*.png`` after each step).
+JupyterLab's news and update pop-ups are disabled in the server config.
 
 Never lets Playwright download a browser: it drives ``/usr/bin/chromium``
 (``apt-get install -y chromium``) and is skipped when that is absent.
@@ -44,6 +48,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 RUN_TIMEOUT_S = float(os.environ.get("TGKIT_BROWSER_TIMEOUT", "240"))
+SILENT_LIMIT_S = float(os.environ.get("TGKIT_BROWSER_SILENT_LIMIT", "20"))
+WIDTH = 1280  # "nothing clipped at 1280 px"
 # console messages that are not failures of our notebooks (a missing favicon, the
 # server-side extension manager being offline)
 BENIGN_CONSOLE = ("favicon", "Failed to load resource", "listings", "ERR_INTERNET_DISCONNECTED")
@@ -75,6 +81,10 @@ def lab(tmp_path_factory):
     news.mkdir(parents=True)  # no "get notified about Jupyter news?" toast over the outputs
     (news / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # server config: no news feed, no update check (their toasts cover the outputs)
+    config = work / "jupyter_lab_config.py"
+    config.write_text("c.LabApp.news_url = None\n"
+                      "c.LabApp.check_for_updates_class = 'jupyterlab.NeverCheckForUpdate'\n")
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, TGKIT_TINY="1", JUPYTERLAB_SETTINGS_DIR=str(work / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"), PYTHONPATH=str(ROOT))
@@ -83,7 +93,7 @@ def lab(tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter", "lab", "--ip=127.0.0.1", f"--port={port}",
              f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
-             "--no-browser", f"--ServerApp.root_dir={nb_dir}"]
+             "--no-browser", f"--ServerApp.root_dir={nb_dir}", f"--config={config}"]
             + (["--allow-root"] if os.geteuid() == 0 else []),
             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
@@ -118,7 +128,7 @@ def browser(tmp_path_factory):
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
             str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
+            viewport={"width": WIDTH, "height": 1000},
         )
         yield ctx
         ctx.close()
@@ -156,8 +166,12 @@ def test_notebook_in_jupyterlab(lab, browser, name):
         " return w && w.sessionContext && w.sessionContext.session &&"
         " w.sessionContext.session.kernel &&"
         " w.sessionContext.session.kernel.status === 'idle'; }", timeout=120_000)
+    # a user on a 1280 px screen closes the file browser
+    page.evaluate("() => { const s = window.jupyterapp.shell;"
+                  " if (s.leftCollapsed === false) s.collapseLeft(); }")
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     deadline = time.time() + RUN_TIMEOUT_S
+    watch = _SilenceWatch()
     done_js = (
         "() => { const w = window.jupyterapp.shell.currentWidget;"
         " const cells = w.content.widgets.filter(c => c.model.type === 'code');"
@@ -166,7 +180,9 @@ def test_notebook_in_jupyterlab(lab, browser, name):
         "   || c.model.sharedModel.getSource().trim() === ''); }"
     )
     while time.time() < deadline and not page.evaluate(done_js):
+        watch.check(page.evaluate(RUNNING_JS))
         page.wait_for_timeout(1000)
+    problems.extend(watch.problems)
     page.wait_for_timeout(4000)  # widgets and WebGL views render after the kernel is idle
     page.screenshot(path=str(out / "page.png"))
     assert time.time() < deadline, f"{name}: cells still running after {RUN_TIMEOUT_S} s"
@@ -188,6 +204,11 @@ def test_notebook_in_jupyterlab(lab, browser, name):
                           '"application/vnd.jupyter.error"]')
     if errors.count():
         problems.append(f"kernel error output: {errors.first.inner_text()[:2000]}")
+    for title in _plots(page, AXES_JS):
+        if title:
+            problems.append(f"chart without axis title: {title}")
+    for clipped in page.evaluate(CLIPPED_JS):
+        problems.append(f"output clipped at {WIDTH} px: {clipped}")
     canvases = page.locator(".jp-OutputArea-output canvas")
     for k in range(canvases.count()):
         c = canvases.nth(k)
@@ -213,6 +234,60 @@ def test_notebook_in_jupyterlab(lab, browser, name):
             problems.append("an output shows 'Error displaying widget' after using the controls")
     page.close()
     assert not problems, f"{name} in JupyterLab:\n" + "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- checks
+# the first cell still queued or running ("[*]") and a fingerprint of everything visible in
+# the outputs (text, progress bars, canvases)
+RUNNING_JS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cells = w.content.widgets;
+  let running = null;
+  for (let i = 0; i < cells.length; i++) {
+    const p = cells[i].node.querySelector('.jp-InputPrompt');
+    if (p && p.innerText.includes('*')) { running = i; break; }
+  }
+  const outs = Array.from(w.node.querySelectorAll('.jp-OutputArea-output'));
+  const bars = Array.from(w.node.querySelectorAll('.progress .progress-bar'))
+    .map(b => b.style.width).join(',');
+  const text = outs.map(o => o.innerText).join('|') + bars
+    + w.node.querySelectorAll('.jp-OutputArea-output canvas').length;
+  return [running, text];
+}"""
+# per plotly chart: the axes without a title ('' if all have one)
+AXES_JS = (
+    "(() => { const fl = d._fullLayout, l = d.layout, miss = [];"
+    " const t = a => a && a.title && (typeof a.title === 'string' ? a.title : a.title.text);"
+    " for (const k of Object.keys(fl)) {"
+    "   if (/^[xy]axis[0-9]*$/.test(k) && fl[k].visible !== false && !t(l[k]))"
+    "     miss.push(k);"
+    "   if (/^scene[0-9]*$/.test(k)) for (const a of ['xaxis', 'yaxis', 'zaxis'])"
+    "     if (!t((l[k] || {})[a])) miss.push(k + '.' + a); }"
+    " return miss.length ? (t(l) || 'untitled chart') + ': ' + miss.join(', ') : ''; })()")
+# outputs wider than the notebook (a horizontal scroll bar or cut-off content)
+CLIPPED_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+  .filter(o => o.getBoundingClientRect().width > 0 && o.scrollWidth > o.clientWidth + 4)
+  .map(o => `${o.scrollWidth} px content in ${o.clientWidth} px: `
+       + o.innerText.slice(0, 80).replace(/\\s+/g, ' '))"""
+
+
+class _SilenceWatch:
+    """Fails a cell that runs longer than SILENT_LIMIT_S while nothing visible changes."""
+
+    def __init__(self) -> None:
+        self.cell, self.text, self.since = None, None, time.time()
+        self.problems: list[str] = []
+
+    def check(self, state) -> None:
+        cell, text = state
+        now = time.time()
+        if cell != self.cell or text != self.text:
+            self.cell, self.text, self.since = cell, text, now
+            return
+        if cell is not None and now - self.since > SILENT_LIMIT_S:
+            msg = f"cell {cell} ran {now - self.since:.0f} s without visible progress"
+            if msg.split(" ran ")[0] not in " ".join(self.problems):
+                self.problems.append(msg)
 
 
 # ----------------------------------------------------------------------------- interactions
@@ -287,9 +362,20 @@ def _interact_train(page, shot) -> None:
     steps = _wait_until(page, lambda: _control(page, ".widget-slider", "steps").locator(
         ".widget-readout").inner_text().strip() == "4" and 4, "steps slider did not move to 4")
     shot("setup-steps")
+    bar = page.locator(".jp-OutputArea-output .progress .progress-bar").first
+    seen: set[str] = set()
+
+    def finished() -> bool:
+        seen.add(bar.evaluate("b => b.style.width"))
+        t = status.inner_text()
+        return t != before and "val MAE_all" in t and "training" not in t
+
     page.locator(".jp-OutputArea-output button.widget-button", has_text="Start").first.click()
-    _wait_until(page, lambda: (t := status.inner_text()) != before and "val MAE_all" in t
-                and "training" not in t, f"status did not report a finished run (was {before!r})")
+    _wait_until(page, finished, f"status did not report a finished run (was {before!r})")
+    seen.add(bar.evaluate("b => b.style.width"))
+    assert len(seen) >= 2 and "100%" in seen, f"the progress bar did not advance: {seen}"
+    label = _html_text(page, "ETA")
+    assert f"step {steps} / {steps}" in label, f"progress label: {label!r}"
     n = _plots(page, "d.data[0].y ? d.data[0].y.length : 0")
     assert steps in n, f"loss curve should show {steps} points after Start, has {n}"
     shot("after-start")
@@ -297,11 +383,26 @@ def _interact_train(page, shot) -> None:
 
 def _interact_blocks(page, shot) -> None:
     titles = partial(_plots, page, TITLES_JS)
-    assert any(str(t).startswith("baseline:") for t in titles()), titles()
-    _control(page, ".widget-dropdown", "setup").locator("select").select_option("tracegrad")
-    _wait_until(page, lambda: sum(str(t).startswith("tracegrad:") for t in titles()) >= 2,
-                f"left heatmap title did not follow the setup selector: {titles()}")
-    shot("setup-tracegrad")
+    setup = _control(page, ".widget-dropdown", "setup").locator("select")
+    names = [o.get_attribute("value") for o in setup.locator("option").all()]
+    labels = [o.inner_text().strip() for o in setup.locator("option").all()]
+    assert any(str(t).startswith(f"{labels[0]}:") for t in titles()), titles()
+    # never a blank A - A difference map: the compared model differs from the shown one
+    compare = _control(page, ".widget-dropdown", "compare").locator("select")
+    assert len(labels) < 2 or compare.evaluate("s => s.options[s.selectedIndex].text") \
+        != labels[0], "the difference map compares a model with itself"
+    chosen = labels[-1]
+    if len(names) > 1:
+        setup.select_option(names[-1])
+        _wait_until(page, lambda: sum(str(t).startswith(f"{chosen}:") for t in titles()) >= 1,
+                    f"left heatmap title did not follow the setup selector: {titles()}")
+        shot("setup")
+    _control(page, ".widget-toggle-buttons", "structures").locator(
+        "button", has_text=re.compile(r"^\s*twisted\s*$")).click()
+    page.wait_for_timeout(1000)
+    assert not any("no blocks" in str(t) for t in titles()[:1]), \
+        f"the twisted tab shows no blocks: {titles()}"
+    shot("twisted")
     _control(page, ".widget-dropdown", "edges").locator("select").select_option("onsite")
     page.wait_for_timeout(1000)
     shot("edges-onsite")
@@ -321,7 +422,7 @@ def _interact_blocks(page, shot) -> None:
     else:
         raise AssertionError(f"clicking heatmap cells did not change the worst samples "
                              f"(still {before!r})")
-    assert "tracegrad" in _html_text(page, "worst samples")
+    assert chosen in _html_text(page, "worst samples")
     shot("cell-click")
 
 
@@ -360,6 +461,26 @@ def _interact_structures(page, shot) -> None:
     c.scroll_into_view_if_needed()
     png = c.screenshot()
     assert not _canvas_is_blank(png), "3D view is empty after moving the twist slider"
+    _drag_changes_canvas(page, c, shot, "drag")
+
+
+def _drag_changes_canvas(page, canvas, shot, what: str) -> None:
+    """Drag across the middle of a 3D canvas; its pixels must change."""
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    before = canvas.screenshot()
+    box = canvas.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(x + 12 * k, y + 5 * k)
+        page.wait_for_timeout(30)
+    page.mouse.up()
+    page.wait_for_timeout(1000)
+    after = canvas.screenshot()
+    shot(what)
+    assert before != after, "dragging the 3D canvas did not change its pixels"
 
 
 def _max_error(text: str) -> float:
@@ -392,6 +513,23 @@ def _interact_equivariance(page, shot) -> None:
         "button", has_text=re.compile(r"^\s*model\s*$")).click()
     _wait_until(page, lambda: summary().startswith("model"), "toggle did not switch back")
     shot("model")
+    # drag the 3D view: the camera orientation comes back to the kernel, which re-predicts
+    # for the rotated structure, updates the error text and moves the sliders along
+    after_toggle = summary()
+
+    def angles() -> list[str]:
+        return [_control(page, ".widget-slider", n).locator(".widget-readout").inner_text()
+                for n in ("alpha", "beta", "gamma")]
+
+    angles_before = angles()
+    canvas = page.locator(".jp-OutputArea-output canvas").first
+    _drag_changes_canvas(page, canvas, shot, "drag")
+    _wait_until(page, lambda: summary() != after_toggle,
+                f"dragging the 3D view did not update the shown error ({after_toggle!r})")
+    assert _max_error(summary()) < 1e-6, summary()
+    _wait_until(page, lambda: angles() != angles_before,
+                f"the sliders did not follow the drag ({angles_before})", 15)
+    shot("after-drag")
 
 
 def _interact_bands(page, shot) -> None:
@@ -402,10 +540,10 @@ def _interact_bands(page, shot) -> None:
     _wait_until(page, lambda: "4.5 eV" in summary(), f"window slider: {summary()!r}")
     shot("window")
     after_window = summary()
-    _control(page, ".widget-dropdown", "prediction").locator("select").select_option("tracegrad")
-    _wait_until(page, lambda: summary() != after_window,
-                f"prediction selector did not change the summary {after_window!r}")
-    shot("prediction-tracegrad")
+    _control(page, ".widget-dropdown", "structure").locator("select").select_option(index=1)
+    _wait_until(page, lambda: summary() != after_window and "t000" in summary(),
+                f"structure selector did not change the summary {after_window!r}", 180)
+    shot("twisted")
 
 
 INTERACTIONS = {

@@ -41,18 +41,18 @@ def test_layers_colours_and_plotly_fallback():
     layer = atom_layers(atoms)
     assert sorted(np.unique(layer)) == [0, 1] and len(atoms) == 28
     fig = structure_figure(atoms)
-    assert [t.name for t in fig.data] == ["layer 0", "layer 1", "cell"]
+    assert [t.name for t in fig.data] == ["bonds", "layer 0", "layer 1"]  # slab: no cell
     cols, bins = value_colors(np.linspace(0, 1, 28), num_bins=4)
     assert len(cols) == 4 and bins.min() == 0 and bins.max() == 3
     fig = structure_figure(atoms, values=np.arange(28.0))
-    assert fig.data[0].marker.colorbar.title.text == "error"
+    assert fig.data[-1].marker.colorbar.title.text == "error (meV)"
 
 
 def test_structure_dashboard_twist_and_colour():
     structs = demo.twisted_bilayers(ms=(1, 2))
     errors = {a: np.linspace(0, 1, len(at)) for a, at in structs.items()}
-    d = StructureDashboard(structs, errors, backend="plotly")
-    assert d.twist.value == 0.0 and len(d.atoms) == 16
+    d = StructureDashboard(structs, errors, backend="plotly", start=0.0)
+    assert d.twist.value == 0.0 and len(d.atoms) == 16 and not d.cell.value
     d.twist.value = d.twist.options[-1][1]
     assert len(d.atoms) == 28 and "28 atoms" in d.info.value
     d.color_by.value = "prediction error"

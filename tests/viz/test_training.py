@@ -58,3 +58,22 @@ def test_training_dashboard_config_follows_controls(tmp_path):
     assert cfg.data.path == str(tmp_path) and cfg.train.out_dir.endswith("grad")
     d.stop()
     assert d.hook.stop_requested and not d.running
+
+
+def test_progress_bar_and_band_error_curve():
+    import ipywidgets as w
+
+    fig = go.FigureWidget(training_figure())
+    bar, label = w.IntProgress(), w.HTML()
+    hook, tr = DashboardHook(fig, bar, label), _Trainer()
+    tr.total_steps = 4
+    hook.on_fit_start(tr)
+    assert bar.max == 4 and bar.value == 0
+    for step in (1, 2):
+        tr.global_step = step
+        hook.on_batch_end(tr, StepRecord(0, step, {"loss": 0.5}))
+    assert bar.value == 2 and "step 2 / 4" in label.value and "ETA" in label.value
+    hook.on_validation_end(tr, {"val_mae_all": 3.0, "val_band_max": 90.0, "val_band_mean": 40.0})
+    assert list(fig.data[3].y) == [90.0] and list(fig.data[4].y) == [40.0]
+    titles = [fig.layout[a].title.text for a in ("yaxis", "yaxis2", "yaxis3", "xaxis")]
+    assert all(titles) and "meV" in titles[2]

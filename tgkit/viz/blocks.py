@@ -23,11 +23,12 @@ ALL = "(all)"
 
 def block_heatmap(
     mae: np.ndarray | None, labels_i: Sequence[str], labels_j: Sequence[str], title: str = "",
-    diverging: bool = False, zmax: float | None = None,
+    diverging: bool = False, zmax: float | None = None, elements: tuple[str, str] = ("", ""),
 ) -> go.Figure:
     """Heatmap of an (n_i, n_j) MAE matrix in eV, shown in meV (rows: orbitals of atom i).
 
-    ``diverging`` uses a red-blue scale centred on 0 (difference maps).
+    ``diverging`` uses a red-blue scale centred on 0 (difference maps); ``elements`` names
+    the two atoms' species in the axis titles.
     """
     fig = go.Figure()
     z = None if mae is None else np.asarray(mae) * 1e3
@@ -37,9 +38,10 @@ def block_heatmap(
     fig.add_trace(go.Heatmap(z=z, x=list(labels_j), y=list(labels_i),
                              colorbar=dict(title="meV"), hovertemplate="%{y} / %{x}: "
                              "%{z:.3f} meV<extra></extra>", **kw))
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", title=f"orbital of atom i {elements[0]}".strip())
+    fig.update_xaxes(title=f"orbital of atom j {elements[1]}".strip())
     fig.update_layout(title=title if mae is not None else f"{title} (no blocks)", height=420,
-                      width=460, margin=dict(l=60, r=10, t=40, b=60))
+                      width=480, margin=dict(l=80, r=10, t=40, b=70))
     return fig
 
 
@@ -122,6 +124,11 @@ class BlockErrorDashboard:
         """Redraw the heatmaps for the current selection."""
         if self._busy or self.pair.value is None:
             return
+        if self.compare.value == self.setup.value:  # A - A is a blank map: compare another
+            other = [s for s in self.compare.options if s not in (NONE, self.setup.value)]
+            if other:
+                self.compare.value = other[0]  # its observer refreshes
+                return
         pair, f = self.pair.value, self.filters()
         t = self.table_a
         li, lj = t.labels[pair[0]], t.labels[pair[1]]
@@ -129,13 +136,15 @@ class BlockErrorDashboard:
         b = self.table_b.mae_matrix(pair, **f) if self.table_b is not None else None
         zmax = max((float(np.max(m)) * 1e3 for m in (a, b) if m is not None), default=None)
         name = pair_label(pair)
+        si, sj = (chemical_symbols[z] for z in pair)
         self._replace(self.fig_a, block_heatmap(a, li, lj, f"{self.setup.value}: {name}",
-                                                zmax=zmax))
+                                                zmax=zmax, elements=(si, sj)))
         self._replace(self.fig_b, block_heatmap(b, li, lj, f"{self.compare.value}: {name}",
-                                                zmax=zmax))
+                                                zmax=zmax, elements=(si, sj)))
         diff = None if a is None or b is None else a - b
         self._replace(self.fig_diff, block_heatmap(
-            diff, li, lj, f"{self.setup.value} - {self.compare.value}", diverging=True))
+            diff, li, lj, f"{self.setup.value} - {self.compare.value}", diverging=True,
+            elements=(si, sj)))
         if self.selected_cell is not None:
             self.select_cell(*self.selected_cell)
 
@@ -148,6 +157,8 @@ class BlockErrorDashboard:
             for name in ("z", "x", "y", "zmin", "zmax", "zmid", "colorscale"):
                 setattr(widget.data[0], name, getattr(src, name))
             widget.layout.title = fig.layout.title
+            widget.layout.xaxis.title, widget.layout.yaxis.title = (fig.layout.xaxis.title,
+                                                                    fig.layout.yaxis.title)
 
     # ---------------------------------------------------------------- clicks
     def _on_click(self, _trace, points, _state) -> None:

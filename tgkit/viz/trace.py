@@ -37,7 +37,8 @@ def trace_histogram(trace: Mapping[str, np.ndarray], blocks: Sequence[str],
     for b in blocks:
         m = _mask(trace, [b], edge_types)
         fig.add_trace(go.Histogram(x=_log_values(trace["t_true"][m], log), name=b, opacity=0.6))
-    fig.update_layout(barmode="overlay", height=350, title="T = ||H_b||_F^2 per block type",
+    fig.update_layout(barmode="overlay", height=350, width=1000,
+                      title="T = ||H_b||_F^2 per block type",
                       xaxis_title="log10 T (eV^2)" if log else "T (eV^2)", yaxis_title="blocks")
     return fig
 
@@ -57,7 +58,8 @@ def trace_parity(trace: Mapping[str, np.ndarray], blocks: Sequence[str] | None =
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
                              line=dict(color="black", dash="dash")))
     kind = "log" if log else "linear"
-    fig.update_layout(height=400, title="predicted vs true T", xaxis_title="T true (eV^2)",
+    fig.update_layout(height=400, width=500, title="predicted vs true T",
+                      xaxis_title="T true (eV^2)",
                       yaxis_title="T predicted (eV^2)", xaxis_type=kind, yaxis_type=kind)
     return fig
 
@@ -71,7 +73,8 @@ def trace_vs_distance(trace: Mapping[str, np.ndarray], blocks: Sequence[str] | N
         sel = m & (trace["block"] == b)
         fig.add_trace(go.Scattergl(x=trace["dist"][sel], y=trace["t_true"][sel],
                                    mode="markers", name=str(b), marker=dict(size=4)))
-    fig.update_layout(height=400, title="T vs bond length", xaxis_title="|r_ij| (Angstrom)",
+    fig.update_layout(height=400, width=500, title="T vs bond length",
+                      xaxis_title="|r_ij| (Angstrom)",
                       yaxis_title="T (eV^2)", yaxis_type="log" if log else "linear")
     return fig
 
