@@ -219,6 +219,10 @@ class TrainConfig:
         val_every: validate every this many epochs.
         checkpoint_every: also save ``last.pt`` every this many steps (0: after validations).
         early_stopping: stop after this many validations without improvement (0: off).
+        monitor: the validation metric that picks ``best.pt`` (hence ``model.pt`` and the
+            reported metrics) and that early stopping watches: ``val_loss`` (the MSE of H,
+            DeepH-E3's choice), ``val_mae_all`` (meV), ``val_band_max`` or ``val_band_mean``
+            (meV; need ``band_error_every``). The plateau schedule always watches the loss.
         band_error_every: compute the band error (max and mean within E_F +- 2 eV, meV) of the
             validation structures every this many validations (0: off); logged in
             metrics.jsonl as ``val_band_max`` / ``val_band_mean``. Needs the source DeepH
@@ -254,6 +258,7 @@ class TrainConfig:
     val_every: int = 1
     checkpoint_every: int = 0
     early_stopping: int = 0
+    monitor: str = "val_loss"
     band_error_every: int = 1
     log_every: int = 10
     progress: bool = True
@@ -270,6 +275,11 @@ class TrainConfig:
         _check(self.lr_schedule in ("plateau", "cosine"), "train", "lr_schedule",
                f"must be plateau or cosine, got {self.lr_schedule!r}")
         _check(0 <= self.ema_decay < 1, "train", "ema_decay", "must be in [0, 1)")
+        monitors = ("val_loss", "val_mae_all", "val_band_max", "val_band_mean")
+        _check(self.monitor in monitors, "train", "monitor",
+               f"must be one of {', '.join(monitors)}, got {self.monitor!r}")
+        _check(self.monitor in monitors[:2] or self.band_error_every > 0, "train", "monitor",
+               f"{self.monitor} needs band_error_every > 0")
         for name in ("max_steps", "lr_patience", "lr_cooldown", "checkpoint_every",
                      "early_stopping", "num_threads", "warmup_steps", "band_error_every"):
             _check(getattr(self, name) >= 0, "train", name, "must be >= 0")

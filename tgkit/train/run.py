@@ -125,8 +125,8 @@ def default_hooks(config: Config, out_dir: Path, verbose: bool = True) -> list[H
     if t.band_error_every:
         hooks.append(BandErrorHook(t.band_error_every))
     if t.early_stopping:
-        hooks.append(H.EarlyStopping(t.early_stopping))
-    hooks.append(H.Checkpoint(out_dir, every_n_steps=t.checkpoint_every))
+        hooks.append(H.EarlyStopping(t.early_stopping, monitor=t.monitor))
+    hooks.append(H.Checkpoint(out_dir, monitor=t.monitor, every_n_steps=t.checkpoint_every))
     return hooks
 
 
