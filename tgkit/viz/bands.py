@@ -43,6 +43,29 @@ def bands_figure(result: BandComparison, window: float | None = None) -> go.Figu
     return fig
 
 
+def dos_figure(structure: Structure, predicted: Blocks, energies: np.ndarray | None = None,
+               kmesh: tuple[int, int, int] = (8, 8, 1), smearing: float = 0.05,
+               label: str = "predicted") -> go.Figure:
+    """Density of states (sisl, :func:`tgkit.physics.sisl_dos`) of the DFT and the predicted
+    Hamiltonian on the DFT overlaps, per cell, against E - E_F."""
+    from tgkit.physics import sisl_dos
+
+    ef = float(structure.fermi_level or 0.0)
+    e = np.linspace(-3.0, 3.0, 301) if energies is None else np.asarray(energies, float)
+    fig = go.Figure()
+    for blocks, name, style in ((None, "DFT", dict(color="black")),
+                                (predicted, label, dict(color="red", dash="dash"))):
+        d = sisl_dos(structure, blocks, e + ef, kmesh=kmesh, smearing=smearing)
+        fig.add_trace(go.Scatter(x=e, y=d, mode="lines", line=style, name=name))
+    fig.add_vline(x=0.0, line=dict(color="gray", width=1, dash="dot"))
+    fig.update_layout(
+        title=f"{structure.name}: density of states ({kmesh[0]}x{kmesh[1]}x{kmesh[2]} k mesh, "
+              f"Gaussian {smearing * 1e3:.0f} meV, sisl)",
+        xaxis=dict(title="E - E_F (eV)"), yaxis=dict(title="DOS (states / eV per cell)"),
+        height=380, width=900, margin=dict(l=60, r=10, t=50, b=50))
+    return fig
+
+
 class BandsDashboard:
     """Structure, model and window selectors over :meth:`BandReference.compare`.
 
