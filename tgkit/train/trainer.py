@@ -201,8 +201,8 @@ class Trainer:
         self.epoch, self.batch_in_epoch = int(t["epoch"]), int(t["batch_in_epoch"])
         self.global_step, self.smoothed_val = int(t["global_step"]), float(t["smoothed_val"])
         self.last_val_step, self.stop_reason = int(t["last_val_step"]), str(t["stop_reason"])
-        if self.stop_reason.startswith("reached max_steps"):
-            self.stop_reason = ""  # re-evaluated against this run's max_steps
+        if self.stop_reason.startswith(("reached max_steps", "completed epochs")):
+            self.stop_reason = ""  # re-evaluated against this run's max_steps and epochs
         self.epoch_loss = t["epoch_loss"].to(self.device, torch.float64)
         self.last_metrics = dict(t["last_metrics"])
         self.cpu_s, self._cpu0 = float(t.get("cpu_s", 0.0)), time.process_time()
@@ -306,6 +306,8 @@ class Trainer:
         try:
             self._call("on_fit_start")
             self._loop()
+            if not self.stop_reason and self.epoch >= self.config.epochs:
+                self.stop_reason = f"completed epochs={self.config.epochs}"
             if self.last_val_step != self.global_step:
                 self.validate()
             self._call("on_fit_end")
