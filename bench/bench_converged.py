@@ -78,9 +78,15 @@ def train_one(cfg_dict: dict) -> str:
     torch.set_num_threads(1)
     cfg = config_from_dict(cfg_dict)
     out = Path(cfg.train.out_dir)
-    if not (out / "results.json").exists():
-        resume = (out / "last.pt").exists()
-        train(cfg, resume=resume, force=not resume, verbose=False)
+    res = out / "results.json"
+    if res.exists():
+        # a run stopped by an earlier, lower step cap continues (exactly) to this one
+        done = json.loads(res.read_text())
+        if not (done.get("stop_reason", "").startswith("reached max_steps")
+                and done.get("steps", 0) < cfg.train.max_steps):
+            return str(out)
+    resume = (out / "last.pt").exists()
+    train(cfg, resume=resume, force=not resume, verbose=False)
     return str(out)
 
 
@@ -209,6 +215,9 @@ def main() -> None:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--variant", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="raise the recipe's step cap: runs it stopped continue exactly where "
+                   "they were (same directories)")
     p.add_argument("--data", default=None, help="another DeepH tree for this set name")
     p.add_argument("--out", default=str(ROOT / "runs/converged"))
     p.add_argument("--report", action="store_true", help="only collect finished runs")
@@ -218,6 +227,9 @@ def main() -> None:
     p.add_argument("--results", default=None, help="default bench/results/converged_<set>.json")
     args = p.parse_args()
     base = load_config(args.config)
+    if args.max_steps:
+        base = config_from_dict({**config_to_dict(base), "train": {
+            **config_to_dict(base)["train"], "max_steps": args.max_steps}})
     variant = dict(v.split("=", 1) for v in args.variant)
     out_root = Path(args.out)
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]

@@ -91,7 +91,8 @@ def main() -> None:
           "per C; see datasets/README.md).",
           f"- **Split**: {len(split['train'])} train / {len(split['val'])} val / "
           f"{len(split['test'])} test (nt) / {len(split.get('test_twisted', []))} test (t).",
-          f"- **Training**: {res.get('steps')} steps, stop: {res.get('stop_reason') or 'all epochs done'}; "
+          f"- **Training**: {res.get('steps')} steps, stop: "
+          f"{res.get('stop_reason') or 'all epochs done'}; "
           f"commit `{commit[:10]}`; {card['machine']['cpu']}, {card['machine']['date']}.",
           f"- **Reproduce**: `{args.command}`", "",
           "## Metrics (meV; bands within E_F +- 2 eV along the standard path)", "",
