@@ -273,3 +273,29 @@ def test_zero_init_grad_starts_as_identity(mixed_graph):
     assert torch.equal(o, f)
     default = TraceGrad("4x0e+2x1o+1x2e", 8, 16, 8).double()
     assert (default(f)[0] - f).abs().max() > 1e-6  # the default init does move f
+
+
+def test_model_files_do_not_depend_on_e3nn_einsum_setting(mixed_graph, tmp_path):
+    """e3nn's compiled graphs carry constants in state_dict only with einsum optimisation on:
+    a file written under either setting loads under the other, with the same predictions."""
+    import e3nn
+
+    from tgkit.nn import HamiltonianModel
+
+    from .conftest import BASIS, TINY, TINY_TG
+
+    before = e3nn.get_optimization_defaults()
+    try:
+        for write, read in ((True, False), (False, True)):
+            e3nn.set_optimization_defaults(optimize_einsums=write)
+            torch.manual_seed(0)
+            m = HamiltonianModel(BASIS, False, TINY, TraceGradConfig(setup="tracegrad", **TINY_TG),
+                                 dtype=torch.float64).export_inference()
+            save_model(m, tmp_path / f"{write}.pt")
+            e3nn.set_optimization_defaults(optimize_einsums=read)
+            loaded = load_model(tmp_path / f"{write}.pt")
+            with torch.no_grad():
+                diff = (loaded(mixed_graph)[K.H_PRED] - m(mixed_graph)[K.H_PRED]).abs().max()
+            assert diff <= 1e-12
+    finally:
+        e3nn.set_optimization_defaults(**before)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -288,6 +289,27 @@ class HamiltonianModel(nn.Module):
         return m.eval()
 
 
+# e3nn compiles its tensor products with torch.fx; with einsum optimisation on (e3nn's default)
+# the compiled graphs carry constants as buffers, which appear in state_dict under these names
+# and not at all with it off. They are rebuilt with the module, so files never depend on them.
+_E3NN_CONSTANT = re.compile(r"\._compiled_main[^.]*\._tensor_constant\d+$")
+
+
+def portable_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without e3nn's compiled-graph constants (see ``_E3NN_CONSTANT``)."""
+    return {k: v for k, v in state.items() if not _E3NN_CONSTANT.search(k)}
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(state)``, strict except for e3nn's compiled-graph constants, so
+    a file loads whatever e3nn's einsum optimisation setting was when it was written."""
+    missing, unexpected = model.load_state_dict(portable_state(state), strict=False)
+    missing = [k for k in missing if not _E3NN_CONSTANT.search(k)]
+    if missing or unexpected:
+        raise RuntimeError(f"state_dict does not fit the model: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]}")
+
+
 def save_model(model: HamiltonianModel, path: str | Path) -> None:
     """Write a self-describing checkpoint (basis, configs, dtype, weights) for load_model."""
     dtype = next(model.parameters()).dtype
@@ -296,7 +318,7 @@ def save_model(model: HamiltonianModel, path: str | Path) -> None:
         "basis": model.basis.to_dict(), "spinful": model.spinful,
         "model": dict(vars(model.model_config)), "tracegrad": dict(vars(model.tracegrad_config)),
         "inference_only": model.inference_only, "dtype": str(dtype).removeprefix("torch."),
-        "state_dict": model.state_dict(),
+        "state_dict": portable_state(model.state_dict()),
     }, Path(path))
 
 
@@ -317,5 +339,5 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Ha
         )
         if ckpt["inference_only"]:
             model = model.export_inference()
-        model.load_state_dict(ckpt["state_dict"])
+        load_weights(model, ckpt["state_dict"])
     return model.to(map_location)

@@ -47,6 +47,7 @@ from tgkit.errors import ConfigError, TgkitError
 from tgkit.io_utils import atomic_path, damaged_file_errors, load_torch, write_text
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.inference import predict_structure
+from tgkit.nn.model import load_weights
 from tgkit.train import hooks as H
 from tgkit.train.band_error import BandErrorHook, subset_band_errors
 from tgkit.train.checkpoint import load_checkpoint, resume_checkpoint, seed_everything
@@ -225,7 +226,7 @@ def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose:
     barrier()
     best = out_dir / "best.pt"
     state = load_checkpoint(best, device) if best.exists() else trainer.state_dict()
-    model.load_state_dict(inference_weights(state))
+    load_weights(model, inference_weights(state))
     results = evaluate_subsets(model, ds, split, device, env, trainer.local_batch)
     doc = {}
     if env.is_main:
@@ -295,7 +296,7 @@ def _load_for_eval(path: Path, device: torch.device):
         cfg = config_from_dict(state["config"])
         model = build_model(cfg, OrbitalBasis.from_dict(state["basis"]), state["spinful"],
                             parse_dtype(cfg.train.dtype))
-        model.load_state_dict(inference_weights(state))
+        load_weights(model, inference_weights(state))
     return model.to(device), cfg
 
 

@@ -31,6 +31,7 @@ from tgkit import keys as K
 from tgkit.config import TrainConfig
 from tgkit.data.graph import collate, to_device
 from tgkit.errors import ConfigError
+from tgkit.nn.model import load_weights
 from tgkit.train.checkpoint import (
     CHECKPOINT_FORMAT,
     load_checkpoint,
@@ -191,7 +192,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         t = state["trainer"]
