@@ -42,7 +42,12 @@ from machine import machine_info  # noqa: E402
 from tgkit.config import Config, config_from_dict, config_to_dict, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = {"graphene": "datasets/large/graphene-60", "bilayer": "datasets/large/bilayer"}
+SETS = {"graphene": "datasets/large/graphene-60", "bilayer": "datasets/large/bilayer",
+        "graphene-8": "datasets/graphene-8"}  # the shipped set: the capacity ladder on any machine
+# the capacity ladder (--width): model.irreps_hidden and model.num_blocks; "narrow" is the recipe's
+WIDTHS = {"narrow": ("16x0e+8x1o+4x2e+4x3o+2x4e", 2),
+          "medium": ("32x0e+16x1o+8x2e+6x3o+4x4e", 2),
+          "paper": ("64x0e+32x1o+16x2e+8x3o+8x4e", 3)}
 SETUPS = ("baseline", "trace", "grad", "tracegrad", "baseline-wide")
 # +TraceGrad of configs/converged.yaml has 102,640 parameters; this baseline 102,774
 WIDE_HIDDEN = "26x0e+11x1o+6x2e+5x3o+3x4e"
@@ -51,9 +56,13 @@ VAL_STEPS = 72  # steps between validations on every set (val_every is in epochs
 
 
 def run_config(base: Config, set_name: str, setup: str, seed: int, variant: dict[str, str],
-               out_root: Path, data: str | None = None) -> Config:
-    """The config of one run: the recipe, the set, the setup, the seed and a variant."""
+               out_root: Path, data: str | None = None, width: str = "narrow",
+               device: str = "cpu") -> Config:
+    """The config of one run: the recipe, the set, the setup, the seed, a variant and a width
+    (runs of another width than narrow are tagged ``<setup>@<width>``)."""
     d = config_to_dict(base)
+    if width != "narrow":
+        d["model"]["irreps_hidden"], d["model"]["num_blocks"] = WIDTHS[width]
     d["data"]["path"] = str(Path(data) if data else ROOT / SETS[set_name])
     d["tracegrad"]["setup"] = "baseline" if setup == "baseline-wide" else setup
     if setup == "baseline-wide":
@@ -63,7 +72,8 @@ def run_config(base: Config, set_name: str, setup: str, seed: int, variant: dict
         d[section][name] = type(d[section][name])(value) if not isinstance(
             d[section][name], bool) else value.lower() in ("1", "true", "yes")
     tag = setup + "".join(f"+{k.split('.')[1]}={v}" for k, v in sorted(variant.items()))
-    d["train"].update(seed=seed, progress=False, device="cpu",
+    tag += "" if width == "narrow" else f"@{width}"
+    d["train"].update(seed=seed, progress=False, device=device,
                       out_dir=str(out_root / set_name / tag / f"seed{seed}"))
     d["data"]["cache"] = str(out_root / set_name / "graphs.h5")  # one cache for all runs
     return config_from_dict(d)
@@ -122,9 +132,16 @@ def read_run(out: Path, extra: Path | None = None) -> dict:
     vals = [v for v in vals if v["kind"] == "val"]
     steps = res["steps"]
     cpu = vals[-1].get("cpu_s", math.nan)
+    # wall ms/step between consecutive validations (validation included; "time" restarts at
+    # each resume, so pairs across a resume are skipped): the measure on a GPU
+    pace = [1e3 * (b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(vals, vals[1:])
+            if "time" in a and b.get("time", 0) > a["time"] and b["step"] > a["step"]]
     model = load_model(out / "model.pt")
+    cfg = load_config(out / "config.yaml")
     doc = {"steps": steps, "params": sum(p.numel() for p in model.parameters()),
-           "cpu_s": cpu, "cpu_ms_per_step": 1e3 * cpu / steps if steps else math.nan,
+           "device": cfg.train.device, "cpu_s": cpu,
+           "cpu_ms_per_step": 1e3 * cpu / steps if steps else math.nan,
+           "wall_ms_per_step": float(np.median(pace)) if pace else math.nan,
            "plateau": plateau(vals), "stop_reason": res.get("stop_reason"),
            "curve": [[v["step"], v.get("cpu_s", math.nan), v["val_mae_all"]] for v in vals]}
     for sub in ("val", "test", "test_t"):
@@ -148,7 +165,8 @@ def summarize(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
     for tag, by_seed in runs.items():
         rs = list(by_seed.values())
         row: dict = {"seeds": sorted(by_seed), "params": rs[0]["params"]}
-        for key in ("cpu_ms_per_step", "steps"):
+        row["device"] = rs[0].get("device", "cpu")
+        for key in ("cpu_ms_per_step", "wall_ms_per_step", "steps"):
             row[key] = stats([r[key] for r in rs])
         row["plateau_cpu_s"] = stats([r["plateau"]["cpu_s"] for r in rs])
         for sub in ("test", "test_t", "test_t_extra"):
@@ -165,13 +183,15 @@ def table(summary: dict[str, dict]) -> str:
     z = [math.nan, math.nan, 0]
     subsets = [("test", "nt"), ("test_t", "t"), ("test_t_extra", "t extra")]
     present = [(k, lab) for k, lab in subsets if any(k in r for r in summary.values())]
-    head = "| setup | seeds | params | CPU ms/step | plateau CPU s |"
+    head = "| setup | seeds | params | CPU ms/step | wall ms/step | plateau CPU s |"
     for _, lab in present:
         head += (f" MAE_all {lab} | MAE_sample^cha {lab} | MAE_block^cha {lab} "
                  f"| band max / mean {lab} (meV) |")
-    lines = [head, "|" + " --- |" * (5 + 4 * len(present))]
+    lines = [head, "|" + " --- |" * (6 + 4 * len(present))]
     for tag, r in summary.items():
-        row = (f"| {tag} | {len(r['seeds'])} | {r['params']:,} | {f(r['cpu_ms_per_step'], 0)} | "
+        dev = "" if r.get("device", "cpu") == "cpu" else f" ({r['device']})"
+        row = (f"| {tag}{dev} | {len(r['seeds'])} | {r['params']:,} | "
+               f"{f(r['cpu_ms_per_step'], 0)} | {f(r.get('wall_ms_per_step', z), 0)} | "
                f"{f(r['plateau_cpu_s'], 0)} |")
         for k, _ in present:
             t = r.get(k, {})
@@ -215,6 +235,9 @@ def main() -> None:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--variant", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--width", choices=sorted(WIDTHS), nargs="+", default=["narrow"],
+                   help="the capacity ladder: model widths (tag <setup>@<width>)")
+    p.add_argument("--device", default="cpu", help="train.device of new runs (cpu, cuda)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="raise the recipe's step cap: runs it stopped continue exactly where "
                    "they were (same directories)")
@@ -235,8 +258,8 @@ def main() -> None:
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     # seed-major order: a partial session still yields one full comparison per seed
-    cfgs = [run_config(base, args.set, s, k, variant, out_root, args.data)
-            for k in seeds for s in setups]
+    cfgs = [run_config(base, args.set, s, k, variant, out_root, args.data, w, args.device)
+            for k in seeds for w in args.width for s in setups]
     if not args.report:
         # build the shared cache once, before the workers start
         from tgkit.data.store import GraphDataset
@@ -247,8 +270,13 @@ def main() -> None:
         n_train = len(make_split(cfgs[0], GraphDataset(cache)).train)
         todo = [config_to_dict(c) for c in cfgs]
         for d in todo:
-            d["train"]["val_every"] = max(1, round(VAL_STEPS / n_train))
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            if args.set != "graphene-8":  # graphene-8 keeps its recipe's (the main job's)
+                d["train"]["val_every"] = max(1, round(VAL_STEPS / n_train))
+        import multiprocessing
+
+        # CUDA cannot be used in forked children
+        ctx = multiprocessing.get_context("spawn" if args.device != "cpu" else None)
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
             for out in pool.map(train_one, todo):
                 print(f"done {out}", flush=True)
     results_path = Path(args.results or ROOT / f"bench/results/converged_{args.set}.json")
