@@ -118,7 +118,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore :func:`rng_state`'s generators (CUDA only where it exists on both sides)."""
     torch.set_rng_state(state["torch"].cpu())
     npst = state["numpy"]
-    np.random.set_state(("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"],
+    # a checkpoint loaded with map_location="cuda" brings these tensors onto the GPU
+    np.random.set_state(("MT19937", npst["keys"].cpu().numpy().astype(np.uint32), npst["pos"],
                          npst["has_gauss"], npst["cached"]))
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
