@@ -134,7 +134,8 @@ def read_run(out: Path, extra: Path | None = None) -> dict:
     cpu = vals[-1].get("cpu_s", math.nan)
     # wall ms/step between consecutive validations (validation included; "time" restarts at
     # each resume, so pairs across a resume are skipped): the measure on a GPU
-    pace = [1e3 * (b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(vals, vals[1:])
+    pace = [1e3 * (b["time"] - a["time"]) / (b["step"] - a["step"])
+            for a, b in zip(vals, vals[1:], strict=False)
             if "time" in a and b.get("time", 0) > a["time"] and b["step"] > a["step"]]
     model = load_model(out / "model.pt")
     cfg = load_config(out / "config.yaml")

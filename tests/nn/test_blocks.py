@@ -46,6 +46,35 @@ def test_gate_and_layer_norm():
     assert torch.allclose(y[:, :n0].mean(-1), torch.zeros(5, dtype=torch.float64), atol=1e-12)
 
 
+def test_layer_norm_statistics_per_irrep_type():
+    """Unit weights, zero bias: per item, the 0e channels (split over two entries here) have
+    mean 0 and every irrep type's channels have mean squared norm 1; weight and bias then act
+    per channel (the bias on 0e only)."""
+    irreps = o3.Irreps("3x0e+2x1o+1x0e+2x2e+1x1o")
+    with default_dtype(torch.float64):
+        norm = EquivariantLayerNorm(irreps, eps=0.0)
+    x = _rand(4, irreps, seed=3) * 5 + 1
+    y = norm(x)
+    by_type: dict = {}
+    for (mul, ir), sl in zip(irreps, irreps.slices(), strict=True):
+        by_type.setdefault(ir, []).append(y[:, sl].reshape(4, mul, ir.dim))
+    for ir, parts in by_type.items():
+        chans = torch.cat(parts, dim=1)
+        if ir == o3.Irrep("0e"):
+            torch.testing.assert_close(chans.mean((1, 2)), torch.zeros(4, dtype=torch.float64))
+        one = torch.ones(4, dtype=torch.float64)
+        torch.testing.assert_close(chans.pow(2).sum(-1).mean(-1), one)
+    with torch.no_grad():
+        norm.weight[4] = 3.0   # channel 4: the second channel of the first 1o entry
+        norm.bias[3] = 0.5     # the fourth 0e channel: the one of the second 0e entry
+    y2 = norm(x)
+    sl1o = irreps.slices()[1]
+    ch4 = slice(sl1o.start + 3, sl1o.start + 6)
+    torch.testing.assert_close(y2[:, ch4], 3 * y[:, ch4])
+    k0e = irreps.slices()[2].start
+    torch.testing.assert_close(y2[:, k0e], y[:, k0e] + 0.5)
+
+
 def test_species_linear():
     with default_dtype(torch.float64):
         lin = SpeciesLinear(HIDDEN, HIDDEN, 3)

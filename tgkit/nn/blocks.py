@@ -10,7 +10,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, linear_matrix, rotate
+from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, LinearMatrix, rotate
 
 
 class Gate(nn.Module):
@@ -39,11 +39,10 @@ class Gate(nn.Module):
         self.register_buffer("gate_index", torch.tensor(gate_of, dtype=torch.int64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ns, ng = self.scalars.dim, self.gated.num_irreps
-        s = x[..., :ns]
+        s, gates, gated = x.split([self.scalars.dim, self.gated.num_irreps, self.gated.dim], -1)
         s = torch.where(self.odd, torch.tanh(s), nn.functional.silu(s))
-        gates = torch.sigmoid(x[..., ns:ns + ng])
-        return torch.cat([s, x[..., ns + ng:] * gates[..., self.gate_index]], dim=-1)
+        gates = torch.sigmoid(gates)
+        return torch.cat([s, gated * gates[..., self.gate_index]], dim=-1)
 
 
 class SpeciesLinear(nn.Module):
@@ -81,33 +80,41 @@ class EquivariantLayerNorm(nn.Module):
         self.irreps_in = self.irreps_out = o3.Irreps(irreps)
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(self.irreps_in.num_irreps))
-        n0e = sum(m for m, ir in self.irreps_in if ir == o3.Irrep("0e"))
+        zero_e = o3.Irrep("0e")
+        n0e = sum(m for m, ir in self.irreps_in if ir == zero_e)
         self.bias = nn.Parameter(torch.zeros(n0e))
+        # per component: its irrep (channel), its irrep type, its 0e channel (or n0e: none).
+        # The norm then runs as a fixed number of whole-tensor operations, whatever the irreps.
+        types = sorted({ir for _, ir in self.irreps_in})
+        irrep_of, type_of, bias_of = [], [], []
+        chan, b = 0, 0
+        for mul, ir in self.irreps_in:
+            for _ in range(mul):
+                irrep_of += [chan] * ir.dim
+                type_of += [types.index(ir)] * ir.dim
+                bias_of += [b if ir == zero_e else n0e] * ir.dim
+                chan += 1
+                b += ir == zero_e
+        count = torch.tensor([sum(m for m, i in self.irreps_in if i == ir) for ir in types])
+        member = torch.zeros(self.irreps_in.dim, len(types))
+        member[torch.arange(self.irreps_in.dim), torch.tensor(type_of)] = 1.0
+        is0e = torch.tensor([types[t] == zero_e for t in type_of], dtype=torch.get_default_dtype())
+        self.center = n0e > 0
+        dt = torch.get_default_dtype()
+        self.register_buffer("mean_0e", is0e / max(n0e, 1), persistent=False)
+        self.register_buffer("is_0e", is0e, persistent=False)
+        self.register_buffer("type_sum", (member / count).to(dt), persistent=False)  # (dim, T)
+        self.register_buffer("type_of", torch.tensor(type_of), persistent=False)
+        self.register_buffer("irrep_of", torch.tensor(irrep_of), persistent=False)
+        self.register_buffer("bias_of", torch.tensor(bias_of), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        segs = [x[..., sl].reshape(*lead, mul, ir.dim)
-                for (mul, ir), sl in zip(self.irreps_in, self.irreps_in.slices(), strict=True)]
-        for ir in {ir for _, ir in self.irreps_in}:
-            idx = [k for k, (_, ir_k) in enumerate(self.irreps_in) if ir_k == ir]
-            if ir == o3.Irrep("0e"):
-                mean = torch.cat([segs[k] for k in idx], -2).mean(dim=(-2, -1), keepdim=True)
-                for k in idx:
-                    segs[k] = segs[k] - mean
-            count = sum(self.irreps_in[k].mul for k in idx)
-            norm2 = sum(segs[k].pow(2).sum(dim=(-2, -1)) for k in idx) / count
-            scale = (norm2 + self.eps).rsqrt()[..., None, None]
-            for k in idx:
-                segs[k] = segs[k] * scale
-        out, w_off, b_off = [], 0, 0
-        for (mul, ir), xs in zip(self.irreps_in, segs, strict=True):
-            xs = xs * self.weight[w_off:w_off + mul, None]
-            w_off += mul
-            if ir == o3.Irrep("0e"):
-                xs = xs + self.bias[b_off:b_off + mul, None]
-                b_off += mul
-            out.append(xs.reshape(*lead, mul * ir.dim))
-        return torch.cat(out, dim=-1)
+        if self.center:  # centre the 0e channels on their mean
+            x = x - (x * self.mean_0e).sum(-1, keepdim=True) * self.is_0e
+        norm2 = x.pow(2) @ self.type_sum  # (..., T): mean squared norm per irrep type
+        scale = (norm2 + self.eps).rsqrt().index_select(-1, self.type_of)
+        bias = torch.cat([self.bias, self.bias.new_zeros(1)]).index_select(0, self.bias_of)
+        return x * scale * self.weight.index_select(0, self.irrep_of) + bias
 
 
 class EquivariantConv(nn.Module):
@@ -167,12 +174,13 @@ class EquivariantConv(nn.Module):
         )
         self.lin_post = o3.Linear(sorted_out, self.gate.irreps_in)
         self.frame_product = FrameProduct(self.tp, self.lin_post)
+        self.lin_pre_matrix = LinearMatrix(self.lin_pre)
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
                 frame: EdgeFrame | None = None) -> torch.Tensor:
         if frame is None:
             return self.gate(self.lin_post(self.tp(self.lin_pre(x), sh, self.radial(radial))))
-        h = x @ linear_matrix(self.lin_pre)
+        h = x @ self.lin_pre_matrix(self.lin_pre)
         # the radial MLP's last layer emits the weights in the frame product's order directly
         order, last = self.frame_product.weight_order, self.radial[-1]
         w = nn.functional.linear(self.radial[:-1](radial), last.weight[order], last.bias[order])

@@ -80,8 +80,10 @@ def rotate(x: torch.Tensor, irreps: o3.Irreps, wigner: list[torch.Tensor],
     """
     e = x.shape[0]
     out = []
-    for (mul, ir), sl in zip(irreps, irreps.slices(), strict=True):
-        xs = x[:, sl]
+    # one split (one backward op) rather than a slice per irrep, whose backward each
+    # allocate and fill a zero tensor of x's size
+    for (mul, ir), xs in zip(irreps, x.split([mul * ir.dim for mul, ir in irreps], dim=1),
+                             strict=True):
         if ir.l > 0:
             d = wigner[ir.l] if to_frame else wigner[ir.l].transpose(1, 2)
             xs = torch.matmul(xs.reshape(e, mul, ir.dim), d).reshape(e, mul * ir.dim)
@@ -89,17 +91,48 @@ def rotate(x: torch.Tensor, irreps: o3.Irreps, wigner: list[torch.Tensor],
     return torch.cat(out, dim=-1)
 
 
+def _linear_sources(lin: o3.Linear) -> tuple[list[list[int]], list[list[float]]]:
+    """An e3nn ``Linear`` (no bias) as a channel map: ``index[i][j]`` is the position in
+    ``lin.weight`` plus one (0: no path) of the weight from input channel i to output channel
+    j (channels of all irreps entries concatenated), ``scale[i][j]`` its path weight."""
+    if lin.bias.numel():
+        raise ValueError("e3nn Linear with biases is not supported")
+    c_in = _cumulative([mul for mul, _ in lin.irreps_in])
+    c_out = _cumulative([mul for mul, _ in lin.irreps_out])
+    n_in, n_out = lin.irreps_in.num_irreps, lin.irreps_out.num_irreps
+    index = [[0] * n_out for _ in range(n_in)]
+    scale = [[0.0] * n_out for _ in range(n_in)]
+    off = 0
+    for ins in lin.instructions:
+        m_in, m_out = ins.path_shape
+        for r in range(m_in):
+            for c in range(m_out):
+                index[c_in[ins.i_in] + r][c_out[ins.i_out] + c] = off + r * m_out + c + 1
+                scale[c_in[ins.i_in] + r][c_out[ins.i_out] + c] = ins.path_weight
+        off += m_in * m_out
+    return index, scale
+
+
+def gather_weights(weight: torch.Tensor, index: torch.Tensor, scale: torch.Tensor
+                   ) -> torch.Tensor:
+    """``scale * [0, weight][index]``: a matrix assembled from a parameter vector in one
+    gather (one backward op) instead of a slice assignment per block."""
+    padded = torch.cat([weight.new_zeros(1), weight])
+    return padded[index] * scale
+
+
 class FrameProduct(nn.Module):
     """``lin(tp(x, Y, w))`` for features ``x`` already in the edge frame.
 
-    In the frame, a path ``l1 -> l3`` couples only components with ``|m1| = |m3|``. For each
-    ``|m|`` and input irrep a, one matmul of its ``(channel u, +-m)`` components with a constant
-    matrix (the m2 = 0 Clebsch-Gordan entries of a's paths) gives every ``(m3 = +-m, output
-    type t, u, path)`` column; one elementwise product applies the per-edge weights (their
-    order matches, so it is a contiguous product broadcast over the sign of m3), and a matmul
-    per output type with the linear's weights finishes. All work is matmuls and contiguous
-    products: no gathers over the wide product and no short inner loops, which on a CPU cost
-    more than the arithmetic.
+    In the frame, a path ``l1 -> l3`` couples only components with ``|m1| = |m3|``, through
+    the m2 = 0 Clebsch-Gordan entries. Each product column ``(sign of m3, input irrep a,
+    channel u, path a -> t)`` is one or two input components times constants, so for each
+    ``|m|`` the product is a gather and an elementwise product over all inputs at once; the
+    per-edge weights multiply it elementwise, and one matmul per ``(|m|, output type t)`` with
+    the linear's weights (gathered into one matrix per call) finishes, summing over inputs
+    and paths. A final gather puts the result in the output irreps' layout. About 10
+    operations per ``|m|``: the op count, not the arithmetic, bounds these small products on
+    both CPU and GPU (bench/README.md, "GPU").
 
     Args:
         tp: e3nn ``TensorProduct`` with weighted 'uvu' paths and the spherical harmonics
@@ -124,129 +157,156 @@ class FrameProduct(nn.Module):
         w_start = [0]
         for ins in tp.instructions:
             w_start.append(w_start[-1] + in1[ins.i_in1].mul)
-        self.mid_chan, self.out_chan = _channel_offsets(mid), _channel_offsets(lin.irreps_out)
-        self.types = [ir for ir in sorted(self.mid_chan.total) if self.out_chan.total.get(ir, 0)]
-        # the product's columns: for input irrep a, output type t, channel u, path a -> t.
-        # The weights are permuted into this order; the linear's rows of type t follow the
-        # same (a, u, path) order, so the columns of (a, t) are rows j0:j1 of its matrix.
-        cols: dict[o3.Irrep, list[tuple[int, int, object]]] = {ir: [] for ir in self.types}
-        weight_order, sh_of_weight, parts = [], [], {}
+        mid_chan, out_chan = _channel_offsets(mid), _channel_offsets(lin.irreps_out)
+        types = [ir for ir in sorted(mid_chan.total) if out_chan.total.get(ir, 0)]
+        # the weights are permuted into (input a, output type t, channel u, path) order
+        weight_order, sh_of_weight = [], []
+        columns = {}  # (a, t) -> [(weight position, u, path)]
         for a, (mul, _) in enumerate(in1):
-            for ir_t in self.types:
+            for ir_t in types:
                 paths = [ins for ins in tp.instructions
                          if ins.i_in1 == a and mid[ins.i_out].ir == ir_t]
-                if not paths:
-                    continue
-                j0 = len(cols[ir_t])
-                parts[a, ir_t] = (len(weight_order), j0, j0 + mul * len(paths))
                 for u in range(mul):
                     for ins in paths:
-                        cols[ir_t].append((a, u, ins))
+                        columns.setdefault((a, ir_t), []).append((len(weight_order), u, ins))
                         weight_order.append(w_start[tp.instructions.index(ins)] + u)
                         sh_of_weight.append(in2[ins.i_in2].ir.l)
-        for k, ir in enumerate(self.types):
-            rows = [self.mid_chan.start[ins.i_out] + u for _, u, ins in cols[ir]]
-            self.register_buffer(f"rows_{k}", torch.tensor(rows), persistent=False)
         self.register_buffer("weight_order", torch.tensor(weight_order), persistent=False)
         self.register_buffer("sh_index", torch.tensor(sh_of_weight), persistent=False)
-        # per (|m|, a): matrix (u, sign of m1) -> (sign of m3, [t, u, path] of a's columns)
-        self.blocks = []
+        # the linear's dense (mid channel, output channel) sources, per channel of each type
+        lin_index, lin_scale = _linear_sources(lin)
+        mid_c = _cumulative([m for m, _ in mid])
+        # output channels of each type, in the order of the type's entries
+        out_cols = {ir: [c + k for c, (m, i) in zip(_cumulative([m for m, _ in lin.irreps_out]),
+                                                     lin.irreps_out, strict=True)
+                         if i == ir for k in range(m)] for ir in types}
+        # per |m|: gather indices and CG constants of the product, the weights' positions, and
+        # per output type t (l >= m) the rows of the linear's matrix for its columns
+        self.plan: list[tuple[int, list[int], list[int]]] = []   # (ns, W per type, C per type)
+        self.plan_types: list[list[o3.Irrep]] = []
+        l_index, l_scale, big_offset = [], [], {}
+        offset = 0
         for m in range(max(ir.l for _, ir in in1) + 1):
             signs = (1, -1) if m else (1,)
-            for a, (mul, ir_a) in enumerate(in1):
-                mine = [(ir_t, *parts[a, ir_t]) for ir_t in self.types
-                        if (a, ir_t) in parts and ir_t.l >= m]
-                if ir_a.l < m or not mine:
+            ns = len(signs)
+            gidx = [[] for _ in signs]
+            coef = [[[] for _ in signs] for _ in signs]  # [i1][i3] -> per column
+            widx, widths, chans, ts = [], [], [], []
+            for ir_t in types:
+                if ir_t.l < m:
                     continue
-                w0, w1 = mine[0][1], mine[-1][1] + mine[-1][3] - mine[-1][2]
-                mat = torch.zeros(mul, len(signs), len(signs), w1 - w0, dtype=torch.float64)
-                out_parts = []
-                for ir_t, wk, j0, j1 in mine:
-                    for j in range(j0, j1):
-                        _, u, ins = cols[ir_t][j]
+                n_before = len(widx)
+                for a, (_, ir_a) in enumerate(in1):
+                    if ir_a.l < m or (a, ir_t) not in columns:
+                        continue
+                    start = in1.slices()[a].start
+                    for pos, u, ins in columns[a, ir_t]:
                         l2 = in2[ins.i_in2].ir.l
                         w3j = o3.wigner_3j(ir_a.l, l2, ir_t.l, dtype=torch.float64)
+                        widx.append(pos)
                         for i1, s1 in enumerate(signs):
+                            gidx[i1].append(start + u * ir_a.dim + ir_a.l + s1 * m)
                             for i3, s3 in enumerate(signs):
-                                mat[u, i1, i3, wk - w0 + j - j0] = ins.path_weight * w3j[
-                                    ir_a.l + s1 * m, l2, ir_t.l + s3 * m]
-                    out_parts.append((ir_t, wk - w0, j0, j1))
-                start = in1.slices()[a].start
-                xcol = [start + u * ir_a.dim + ir_a.l + s * m for u in range(mul) for s in signs]
-                k = len(self.blocks)
-                self.register_buffer(f"xcol_{k}", torch.tensor(xcol), persistent=False)
-                self.register_buffer(f"cg_{k}", mat.reshape(mul * len(signs), -1).to(
-                    torch.get_default_dtype()), persistent=False)
-                self.blocks.append((m, len(signs), w0, w1, out_parts))
-
-    def type_matrices(self, lin: o3.Linear) -> dict[o3.Irrep, torch.Tensor]:
-        """The linear map's ``(J_t, C_t)`` matrix per irrep type, path weights included, rows
-        in the product's column order."""
-        mats = {ir: lin.weight.new_zeros(self.mid_chan.total[ir], self.out_chan.total[ir])
-                for ir in self.types}
-        for i_in, i_out, w in linear_blocks(lin):
-            ir = self.mid_chan.irrep[i_in]
-            if ir in mats:
-                r, c = self.mid_chan.start[i_in], self.out_chan.start[i_out]
-                mats[ir][r:r + w.shape[0], c:c + w.shape[1]] = w
-        return {ir: mats[ir].index_select(0, getattr(self, f"rows_{k}"))
-                for k, ir in enumerate(self.types)}
+                                coef[i1][i3].append(ins.path_weight * float(
+                                    w3j[ir_a.l + s1 * m, l2, ir_t.l + s3 * m]))
+                        row = mid_c[ins.i_out] + u
+                        l_index.extend(lin_index[row][c] for c in out_cols[ir_t])
+                        l_scale.extend(lin_scale[row][c] for c in out_cols[ir_t])
+                if len(widx) > n_before:
+                    widths.append(len(widx) - n_before)
+                    chans.append(out_chan.total[ir_t])
+                    ts.append(ir_t)
+                    big_offset[m, ir_t] = offset
+                    offset += ns * out_chan.total[ir_t]
+            if not widx:
+                continue
+            k = len(self.plan)
+            self.register_buffer(f"gidx_{k}", torch.tensor(gidx), persistent=False)
+            self.register_buffer(f"coef_{k}", torch.tensor(coef).to(torch.get_default_dtype()),
+                                 persistent=False)   # (ns, ns, W): [i1, i3, column]
+            self.register_buffer(f"widx_{k}", torch.tensor(widx), persistent=False)
+            self.plan.append((ns, widths, chans))
+            self.plan_types.append(ts)
+        self.register_buffer("lin_index", torch.tensor(l_index), persistent=False)
+        self.register_buffer("lin_scale", torch.tensor(l_scale).to(torch.get_default_dtype()),
+                             persistent=False)
+        # output column (entry k, channel c, m3) <- row (sign of m3) of (|m3|, t), channel
+        zero = offset  # a zero column for outputs no path reaches (e3nn's Linear: zeros too)
+        final = []
+        for k, (mul, ir) in enumerate(lin.irreps_out):
+            for c in range(mul):
+                for m3 in range(-ir.l, ir.l + 1):
+                    if (abs(m3), ir) not in big_offset:
+                        final.append(zero)
+                        continue
+                    row = int(m3 < 0)
+                    final.append(big_offset[abs(m3), ir] + row * out_chan.total[ir]
+                                 + out_chan.start[k] + c)
+        self.register_buffer("final_index", torch.tensor(final), persistent=False)
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, sh_m0: torch.Tensor,
                 lin: o3.Linear) -> torch.Tensor:
         e = x.shape[0]
         # each path also scales with its Y_l2 (sqrt(2 l2 + 1), or 0 for l2 > 0 on self-loops)
         weight = weight * sh_m0.index_select(1, self.sh_index)
-        mats = self.type_matrices(lin)
-        acc: dict[tuple[o3.Irrep, int], torch.Tensor] = {}
-        for k, (m, ns, w0, w1, parts) in enumerate(self.blocks):
-            z = x.index_select(1, getattr(self, f"xcol_{k}")) @ getattr(self, f"cg_{k}")
-            z = z.view(e, ns, w1 - w0) * weight[:, None, w0:w1]
-            for ir, off, j0, j1 in parts:
-                out = z[:, :, off:off + j1 - j0].reshape(e * ns, -1) @ mats[ir][j0:j1]
-                out = out.view(e, ns, -1)
-                acc[ir, m] = out if (ir, m) not in acc else acc[ir, m] + out
-        # (E, 2l+1, C_t) per type, rows m3 = -l..l, then each output irrep channel-major
-        by_type = {}
-        for ir in self.types:
-            # acc[ir, m] holds rows (+m, -m); m3 = -l..l picks one row each
-            rows = [acc[ir, abs(m3)][:, int(m3 < 0):int(m3 < 0) + 1]
-                    for m3 in range(-ir.l, ir.l + 1)]
-            by_type[ir] = torch.cat(rows, dim=1)
-        pieces = []
-        for k, (mul, ir) in enumerate(self.irreps_out):
-            if ir in by_type:
-                c = self.out_chan.start[k]
-                pieces.append(by_type[ir][:, :, c:c + mul].transpose(1, 2).reshape(e, -1))
-            else:  # no path reaches this output: e3nn's Linear gives zeros too
-                pieces.append(x.new_zeros(e, mul * ir.dim))
-        return torch.cat(pieces, dim=-1)
+        mats = iter(gather_weights(lin.weight, self.lin_index, self.lin_scale).split(
+            [w * c for _, ws, cs in self.plan for w, c in zip(ws, cs, strict=True)]))
+        outs = []
+        for k, (ns, widths, chans) in enumerate(self.plan):
+            gidx, coef = getattr(self, f"gidx_{k}"), getattr(self, f"coef_{k}")
+            w = weight.index_select(1, getattr(self, f"widx_{k}"))
+            z = 0.0
+            for i1 in range(ns):  # (E, 1, W) * (ns, W): both signs of m3 at once
+                z = z + (x.index_select(1, gidx[i1]) * w)[:, None, :] * coef[i1]
+            for zt, wt, ct in zip(z.split(widths, dim=-1), widths, chans, strict=True):
+                outs.append((zt @ next(mats).view(wt, ct)).reshape(e, ns * ct))
+        outs.append(x.new_zeros(e, 1))
+        return torch.cat(outs, dim=1).index_select(1, self.final_index)
 
 
-def linear_blocks(lin: o3.Linear) -> list[tuple[int, int, torch.Tensor]]:
-    """An e3nn ``Linear`` (no bias) as ``(i_in, i_out, W)`` per instruction, W of shape
-    ``(mul_in, mul_out)`` with the path weight included: ``out_(i_out) += W^T x_(i_in)``
-    per component. Differentiable in ``lin.weight``."""
-    if lin.bias.numel():
-        raise ValueError("linear_blocks: e3nn Linear with biases is not supported")
-    out, off = [], 0
-    for ins in lin.instructions:
-        m_in, m_out = ins.path_shape
-        w = lin.weight[off:off + m_in * m_out].view(m_in, m_out)
-        out.append((ins.i_in, ins.i_out, ins.path_weight * w))
-        off += m_in * m_out
-    return out
+class LinearMatrix(nn.Module):
+    """An e3nn ``Linear`` (no bias) as one ``(irreps_in.dim, irreps_out.dim)`` matrix M with
+    ``x @ M == lin(x)``, assembled from ``lin.weight`` in one gather per call: on large
+    batches one dense matmul beats e3nn's per-path products. Owns no parameters.
+    """
+
+    def __init__(self, lin: o3.Linear) -> None:
+        super().__init__()
+        index, scale = _linear_sources(lin)
+        r_chan, c_chan = _expand(lin.irreps_in), _expand(lin.irreps_out)
+        # channel-major, component-minor: entry (r, c) is nonzero only for equal components
+        idx = [[index[rc][cc] if ri == ci else 0 for cc, ci in c_chan] for rc, ri in r_chan]
+        sc = [[scale[rc][cc] if ri == ci else 0.0 for cc, ci in c_chan] for rc, ri in r_chan]
+        self.register_buffer("index", torch.tensor(idx), persistent=False)
+        self.register_buffer("scale", torch.tensor(sc).to(torch.get_default_dtype()),
+                             persistent=False)
+
+    def forward(self, lin: o3.Linear) -> torch.Tensor:
+        return gather_weights(lin.weight, self.index, self.scale)
 
 
 def linear_matrix(lin: o3.Linear) -> torch.Tensor:
-    """An e3nn ``Linear`` (no bias) as one ``(irreps_in.dim, irreps_out.dim)`` matrix M with
-    ``x @ M == lin(x)``: on large batches one dense matmul beats e3nn's per-path products."""
-    mat = lin.weight.new_zeros(lin.irreps_in.dim, lin.irreps_out.dim)
-    s_in, s_out = lin.irreps_in.slices(), lin.irreps_out.slices()
-    for i_in, i_out, w in linear_blocks(lin):
-        eye = torch.eye(lin.irreps_in[i_in].ir.dim, dtype=w.dtype, device=w.device)
-        mat[s_in[i_in], s_out[i_out]] = torch.kron(w, eye)  # channel-major, component-minor
-    return mat
+    """:class:`LinearMatrix` of ``lin``, built for one call (tests, one-off use)."""
+    plan = LinearMatrix(lin).to(device=lin.weight.device, dtype=lin.weight.dtype)
+    return plan(lin)
+
+
+def _cumulative(sizes: list[int]) -> list[int]:
+    out, acc = [], 0
+    for n in sizes:
+        out.append(acc)
+        acc += n
+    return out
+
+
+def _expand(irreps: o3.Irreps) -> list[tuple[int, int]]:
+    """(global channel, component) of each column of ``irreps`` (channel-major layout)."""
+    out, chan = [], 0
+    for mul, ir in irreps:
+        for c in range(mul):
+            out.extend((chan + c, i) for i in range(ir.dim))
+        chan += mul
+    return out
 
 
 class _Channels(NamedTuple):

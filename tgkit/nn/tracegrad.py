@@ -69,33 +69,56 @@ class TraceGrad(nn.Module):
             nn.init.zeros_(self.s_nonlin[-1].weight)
 
     def _split(self, f: torch.Tensor) -> list[torch.Tensor]:
-        """f -> per irrep type ``(..., mul, 2l+1)``."""
+        """f -> per irrep type ``(..., mul, 2l+1)`` (one split of f, no per-slice copies)."""
         lead = f.shape[:-1]
-        return [torch.cat([f[..., sl].reshape(*lead, -1, ir.dim) for sl in sls], dim=-2)
-                for ir, sls, _ in self.groups]
+        # keyed by (start, stop): an empty entry (0x1o) starts where the next one does
+        pieces = dict(zip([(sl.start, sl.stop) for sl in self.irreps_in.slices()],
+                          f.split([sl.stop - sl.start for sl in self.irreps_in.slices()], -1),
+                          strict=True))
+        out = []
+        for ir, sls, _ in self.groups:
+            xs = [pieces[sl.start, sl.stop].reshape(*lead, -1, ir.dim) for sl in sls]
+            out.append(xs[0] if len(xs) == 1 else torch.cat(xs, dim=-2))
+        return out
 
     def _merge(self, parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`_split`."""
-        out = torch.zeros_like(like)
+        lead = like.shape[:-1]
+        pieces = {}
         for (ir, sls, _), x in zip(self.groups, parts, strict=True):
-            start = 0
-            for sl in sls:
-                m = (sl.stop - sl.start) // ir.dim
-                out[..., sl] = x[..., start:start + m, :].flatten(-2)
-                start += m
-        return out
+            sizes = [(sl.stop - sl.start) // ir.dim for sl in sls]
+            for sl, xs in zip(sls, x.split(sizes, dim=-2), strict=True):
+                pieces[sl.start, sl.stop] = xs.reshape(*lead, -1)
+        return torch.cat([pieces[sl.start, sl.stop] if (sl.start, sl.stop) in pieces else
+                          like.new_zeros(*lead, sl.stop - sl.start)
+                          for sl in self.irreps_in.slices()], dim=-1)
 
     def square(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """``u = CGDecomp_ext(f (x) f, 0, W)``: ``(..., num_invariants)``, invariant."""
-        u = 0.0
-        for (ir, _, _), x, w in zip(self.groups, parts, self.square_weights, strict=True):
+        return self._square(parts)[0]
+
+    def _square(self, parts: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """u, and per scalar group ``P_c = S^c f`` (``S^c = (W^c + W^c^T) / 2``) for v."""
+        u, cache = 0.0, []
+        for (ir, _, mul), x, w in zip(self.groups, parts, self.square_weights, strict=True):
+            if ir.dim == 1:
+                # scalars: u_c = f^T S^c f from one matmul P = S f, which v reuses; cheaper
+                # than the Gram matrix (a batched outer product) for the widest channels
+                f = x.squeeze(-1)
+                sym = (w + w.transpose(-1, -2)) / 2
+                p = (f @ sym.transpose(0, 1).flatten(1)).unflatten(-1, (-1, mul))
+                u = u + (p * f.unsqueeze(-2)).sum(-1)
+                cache.append(p)
+                continue
             gram = x @ x.transpose(-1, -2)  # (..., mul, mul), rotation invariant
             u = u + gram.flatten(-2) @ w.flatten(1).T / ir.dim**0.5
-        return u
+            cache.append(None)
+        return u, cache
 
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts = self._split(f)
-        u = self.square(parts)
+        u, cache = self._square(parts)
         if not self.use_grad:
             return f, self.s_nonlin(u)
         # Works under torch.no_grad(): the small MLP pass runs with grad enabled. The graph for
@@ -110,7 +133,11 @@ class TraceGrad(nn.Module):
         if not tracked:
             z = z.detach()
         v = []
-        for (ir, _, mul), x, w in zip(self.groups, parts, self.square_weights, strict=True):
+        for (ir, _, mul), x, w, p in zip(self.groups, parts, self.square_weights, cache,
+                                         strict=True):
+            if p is not None:  # scalars: v = 2 sum_c dZ/du_c S^c f
+                v.append(2 * (dz_du.unsqueeze(-1) * p).sum(-2).unsqueeze(-1))
+                continue
             # sum_c dZ/du_c (W^c + W^c^T), symmetrised on the small W rather than per item
             m = (dz_du @ (w + w.transpose(-1, -2)).flatten(1)).unflatten(-1, (mul, mul))
             v.append(m @ x / ir.dim**0.5)
