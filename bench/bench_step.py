@@ -4,7 +4,8 @@ One run builds the four models (DeepH-E3 default widths unless overridden), then
 training steps (forward, masked MSE on H plus the paper's trace term, backward, Adam step)
 round-robin over the setups, so that machine load affects all four alike. It reports the
 median step time, the ratio to baseline, the memory autograd saves for backward in one
-training forward (distinct storages, any device) and, on a GPU, the peak CUDA allocation.
+training forward (distinct storages, any device), on a GPU the peak CUDA allocation, and the
+number of ATen operations one step dispatches (each is at least one kernel launch on a GPU).
 
 Usage (from the repository root)::
 
@@ -80,6 +81,23 @@ def saved_bytes(model: torch.nn.Module, graph: dict, loss_fn) -> int:
     return sum(seen.values())
 
 
+def count_ops(step) -> int:
+    """ATen operations dispatched by one call of ``step`` (forward, backward and optimizer):
+    on a GPU each is at least one kernel launch, so this bounds small-graph step time there."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        step()
+    return Counter.n
+
+
 def make_step(model: torch.nn.Module, graph: dict, device: torch.device, loss_fn):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -147,6 +165,7 @@ def main() -> None:
             if device.type == "cuda":
                 peak[setup] = max(peak.get(setup, 0.0), torch.cuda.max_memory_allocated() / 2**20)
     saved = {setup: saved_bytes(models[setup], graph, loss_fn) / 2**20 for setup in args.setups}
+    ops = {setup: count_ops(steps[setup]) for setup in args.setups}
     base = statistics.median(times[args.setups[0]])
     e = graph[K.EDGE_INDEX].shape[1]
     n = graph[K.SPECIES].shape[0]
@@ -158,14 +177,14 @@ def main() -> None:
           f"irreps_hidden {cfg.irreps_hidden}, {cfg.num_blocks} blocks, {args.dtype}; "
           f"median of {args.steps} steps after {args.warmup} warm-up, round-robin")
     print(f"| setup | step (ms) | ratio to {args.setups[0]} | saved for backward (MiB) | "
-          f"peak CUDA alloc (MiB) | parameters |")
-    print("| --- | --- | --- | --- | --- | --- |")
+          f"peak CUDA alloc (MiB) | parameters | ATen ops per step |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for setup in args.setups:
         med = statistics.median(times[setup])
         params = sum(q.numel() for q in models[setup].parameters())
         mm = f"{peak[setup]:.0f}" if setup in peak else "-"
         print(f"| {setup} | {1000 * med:.1f} | {med / base:.2f} | {saved[setup]:.1f} | {mm} "
-              f"| {params} |")
+              f"| {params} | {ops[setup]:,} |")
 
 
 if __name__ == "__main__":
