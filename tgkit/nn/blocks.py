@@ -10,7 +10,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, LinearMatrix, rotate
+from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, TypedLinear, rotate
 
 
 class Gate(nn.Module):
@@ -174,13 +174,13 @@ class EquivariantConv(nn.Module):
         )
         self.lin_post = o3.Linear(sorted_out, self.gate.irreps_in)
         self.frame_product = FrameProduct(self.tp, self.lin_post)
-        self.lin_pre_matrix = LinearMatrix(self.lin_pre)
+        self.lin_pre_typed = TypedLinear(self.lin_pre)
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
                 frame: EdgeFrame | None = None) -> torch.Tensor:
         if frame is None:
             return self.gate(self.lin_post(self.tp(self.lin_pre(x), sh, self.radial(radial))))
-        h = x @ self.lin_pre_matrix(self.lin_pre)
+        h = self.lin_pre_typed(x, self.lin_pre)
         # the radial MLP's last layer emits the weights in the frame product's order directly
         order, last = self.frame_product.weight_order, self.radial[-1]
         w = nn.functional.linear(self.radial[:-1](radial), last.weight[order], last.bias[order])

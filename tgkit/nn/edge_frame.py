@@ -264,31 +264,55 @@ class FrameProduct(nn.Module):
         return torch.cat(outs, dim=1).index_select(1, self.final_index)
 
 
-class LinearMatrix(nn.Module):
-    """An e3nn ``Linear`` (no bias) as one ``(irreps_in.dim, irreps_out.dim)`` matrix M with
-    ``x @ M == lin(x)``, assembled from ``lin.weight`` in one gather per call: on large
-    batches one dense matmul beats e3nn's per-path products. Owns no parameters.
+class TypedLinear(nn.Module):
+    """An e3nn ``Linear`` (no bias) as one matmul per irrep type: the channels of all input
+    entries of a type against all output entries of that type, with the components as batch
+    rows, ``(E * (2l+1), mul_in) @ (mul_in, mul_out)``. Its weights are gathered from
+    ``lin.weight`` in one gather per call (owns no parameters). Same result as e3nn's per-path
+    products in a handful of operations per type, and without the zero blocks of one dense
+    ``(irreps_in.dim, irreps_out.dim)`` matrix (14x more multiply-adds at DeepH-E3's widths).
+
+    Shapes: ``x (E, lin.irreps_in.dim)`` -> ``(E, lin.irreps_out.dim)``.
     """
 
     def __init__(self, lin: o3.Linear) -> None:
         super().__init__()
+        self.irreps_in, self.irreps_out = lin.irreps_in, lin.irreps_out
         index, scale = _linear_sources(lin)
-        r_chan, c_chan = _expand(lin.irreps_in), _expand(lin.irreps_out)
-        # channel-major, component-minor: entry (r, c) is nonzero only for equal components
-        idx = [[index[rc][cc] if ri == ci else 0 for cc, ci in c_chan] for rc, ri in r_chan]
-        sc = [[scale[rc][cc] if ri == ci else 0.0 for cc, ci in c_chan] for rc, ri in r_chan]
-        self.register_buffer("index", torch.tensor(idx), persistent=False)
+        c_in = _cumulative([mul for mul, _ in lin.irreps_in])
+        c_out = _cumulative([mul for mul, _ in lin.irreps_out])
+        self.types = []  # (irrep, input entries, output entries, mul_in, mul_out)
+        idx, sc = [], []
+        for ir in sorted({ir for _, ir in lin.irreps_out}):
+            ins = [k for k, (m, i) in enumerate(lin.irreps_in) if i == ir and m > 0]
+            outs = [k for k, (m, i) in enumerate(lin.irreps_out) if i == ir and m > 0]
+            rows = [c_in[k] + r for k in ins for r in range(lin.irreps_in[k].mul)]
+            cols = [c_out[k] + c for k in outs for c in range(lin.irreps_out[k].mul)]
+            if not rows or not cols or not any(index[r][c] for r in rows for c in cols):
+                continue
+            idx += [index[r][c] for r in rows for c in cols]
+            sc += [scale[r][c] for r in rows for c in cols]
+            self.types.append((ir, ins, outs, len(rows), len(cols)))
+        self.register_buffer("index", torch.tensor(idx, dtype=torch.long), persistent=False)
         self.register_buffer("scale", torch.tensor(sc).to(torch.get_default_dtype()),
                              persistent=False)
 
-    def forward(self, lin: o3.Linear) -> torch.Tensor:
-        return gather_weights(lin.weight, self.index, self.scale)
-
-
-def linear_matrix(lin: o3.Linear) -> torch.Tensor:
-    """:class:`LinearMatrix` of ``lin``, built for one call (tests, one-off use)."""
-    plan = LinearMatrix(lin).to(device=lin.weight.device, dtype=lin.weight.dtype)
-    return plan(lin)
+    def forward(self, x: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
+        e = x.shape[0]
+        pieces = x.split([mul * ir.dim for mul, ir in self.irreps_in], dim=-1)
+        mats = gather_weights(lin.weight, self.index, self.scale).split(
+            [a * b for *_, a, b in self.types])
+        out: dict[int, torch.Tensor] = {}
+        for (ir, ins, outs, m_in, m_out), w in zip(self.types, mats, strict=True):
+            xs = [pieces[k].view(e, -1, ir.dim) for k in ins]
+            xt = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)   # (E, m_in, d)
+            y = (xt.transpose(1, 2).reshape(e * ir.dim, m_in) @ w.view(m_in, m_out))
+            y = y.view(e, ir.dim, m_out).transpose(1, 2)             # (E, m_out, d)
+            for k, yk in zip(outs, y.split([self.irreps_out[k].mul for k in outs], dim=1),
+                             strict=True):
+                out[k] = yk.reshape(e, -1)
+        return torch.cat([out[k] if k in out else x.new_zeros(e, mul * ir.dim)
+                          for k, (mul, ir) in enumerate(self.irreps_out)], dim=-1)
 
 
 def _cumulative(sizes: list[int]) -> list[int]:
@@ -296,16 +320,6 @@ def _cumulative(sizes: list[int]) -> list[int]:
     for n in sizes:
         out.append(acc)
         acc += n
-    return out
-
-
-def _expand(irreps: o3.Irreps) -> list[tuple[int, int]]:
-    """(global channel, component) of each column of ``irreps`` (channel-major layout)."""
-    out, chan = [], 0
-    for mul, ir in irreps:
-        for c in range(mul):
-            out.extend((chan + c, i) for i in range(ir.dim))
-        chan += mul
     return out
 
 
