@@ -10,7 +10,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, TypedLinear, rotate
+from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, rotate
+from tgkit.nn.linear import TypedLinear
 
 
 class Gate(nn.Module):
@@ -208,6 +209,7 @@ class _UpdateBlock(nn.Module):
         cat = o3.Irreps(irreps_node) + o3.Irreps(irreps_node) + o3.Irreps(irreps_edge)
         self.conv = EquivariantConv(cat, irreps_sh, self.irreps_out, num_radial, radial_hidden)
         self.lin_post = o3.Linear(self.irreps_out, self.irreps_out)
+        self.lin_post_typed = TypedLinear(self.lin_post)  # runs lin_post (its parameters)
         # species-dependent linear map of the item's own features (DeepH-E3's self-connection)
         self.self_connection = SpeciesLinear(self.irreps_in, self.irreps_out, num_onehot)
         self.skip = (
@@ -248,7 +250,7 @@ class NodeUpdateBlock(_UpdateBlock):
         Shapes: ``node (N, irreps_in.dim), aggregated (N, irreps_out.dim), species (N,)`` ->
         ``(N, irreps_out.dim)``.
         """
-        upd = self.lin_post(aggregated * self.inv_sqrt_neighbors)
+        upd = self.lin_post_typed(aggregated * self.inv_sqrt_neighbors, self.lin_post)
         return self.norm(self.skip(node) + (upd + self.self_connection(node, species)))
 
     def forward(self, node, edge, edge_index, species, sh, radial, frame=None) -> torch.Tensor:
@@ -272,6 +274,7 @@ class EdgeUpdateBlock(_UpdateBlock):
         self.num_species = num_species
 
     def forward(self, node, edge, edge_index, species, sh, radial, frame=None) -> torch.Tensor:
-        upd = self.lin_post(self.messages(node, edge, edge_index, sh, radial, frame))
+        upd = self.lin_post_typed(self.messages(node, edge, edge_index, sh, radial, frame),
+                                  self.lin_post)
         pair = species[edge_index[0]] * self.num_species + species[edge_index[1]]
         return self.norm(self.skip(edge) + upd + self.self_connection(edge, pair))

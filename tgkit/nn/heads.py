@@ -18,6 +18,7 @@ from e3nn import o3
 from torch import nn
 
 from tgkit.irreps import OrbitalBasis, cg_block_basis, irreps_from_l1l2
+from tgkit.nn.linear import TypedLinear
 
 # e3nn's l=1 component order is (y, z, x): cartesian component c sits at _CART_IN_E3NN[c]
 _CART_IN_E3NN = (2, 0, 1)
@@ -118,6 +119,7 @@ class HamiltonianHead(nn.Module):
         self.irreps_half = half
         self.irreps_out = half + half if spinful else half
         self.linear = o3.Linear(self.irreps_in, self.irreps_out)
+        self.linear_typed = TypedLinear(self.linear)  # runs self.linear (its parameters)
 
     @staticmethod
     def output_irreps(basis: OrbitalBasis, spinful: bool) -> o3.Irreps:
@@ -132,7 +134,7 @@ class HamiltonianHead(nn.Module):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """The equivariant linear decoder, per edge: ``(E, irreps_in.dim)`` ->
         ``(E, irreps_out.dim)``."""
-        return self.linear(x)
+        return self.linear_typed(x, self.linear)
 
     def combine(self, y: torch.Tensor, y_reverse: torch.Tensor) -> torch.Tensor:
         """Hermitian blocks from the decoder outputs ``y = decode(x)`` of edges and of their
