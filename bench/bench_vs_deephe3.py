@@ -57,7 +57,8 @@ line; the results of the second line are in bench/README.md)::
         --tgkit-setups baseline tracegrad
     .venv/bin/python bench/bench_vs_deephe3.py --data datasets/graphene-8/0000   # a real cell
 
-Prints a markdown table (per code and width, the median of the per-round medians, and the
+Prints a markdown table (per code and width, the median of the per-round medians of the step
+time by process CPU time, or wall time with ``--clock wall``, and the
 ratio DeepH-E3 / tgkit) and writes ``--out`` (default ``bench/results/vs_deephe3.json``):
 machine, versions, graph, the per-round medians and every step time.
 """
@@ -88,10 +89,18 @@ TGKIT_SETUPS = ("baseline", "trace", "grad", "tracegrad")
 RESULT_TAG = "RESULT "
 
 
-def _median_step(step, warmup: int, steps: int) -> list[float]:
+def _median_step(step, warmup: int, steps: int) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU seconds of ``steps`` calls after ``warmup`` untimed ones. With one
+    torch thread the CPU time is the step's own work, which other jobs on a shared machine
+    inflate far less than the wall time."""
     for _ in range(warmup):
         step()
-    return [step() for _ in range(steps)]
+    wall, cpu = [], []
+    for _ in range(steps):
+        c0 = time.process_time()
+        wall.append(step())
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
 # --------------------------------------------------------------------------- DeepH-E3 worker
@@ -215,11 +224,12 @@ def deephe3_worker(args: argparse.Namespace) -> dict:
         opt.step()
         return time.perf_counter() - t0
 
-    times = _median_step(step, args.warmup, args.steps)
+    times, cpu = _median_step(step, args.warmup, args.steps)
     commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     return {
         "times_s": times, "median_s": statistics.median(times),
+        "cpu_times_s": cpu, "median_cpu_s": statistics.median(cpu),
         "parameters": sum(p.numel() for p in net.parameters()),
         "atoms": int(data.num_nodes), "edges": int(e), "outputs_per_edge": int(slices[-1]),
         "output_channels": len(js), "irreps_post_edge": str(config.irreps_post_edge),
@@ -260,9 +270,10 @@ def tgkit_worker(args: argparse.Namespace) -> dict:
     model = HamiltonianModel(basis, spinful, mc, tg, dtype=torch.float32).to(device).train()
     step = bench_step.make_step(model, graph, device, bench_step.make_loss(
         config.train.trace_lambda))
-    times = _median_step(step, args.warmup, args.steps)
+    times, cpu = _median_step(step, args.warmup, args.steps)
     return {
         "times_s": times, "median_s": statistics.median(times),
+        "cpu_times_s": cpu, "median_cpu_s": statistics.median(cpu),
         "parameters": sum(p.numel() for p in model.parameters()),
         "atoms": int(graph[K.SPECIES].shape[0]), "edges": int(graph[K.EDGE_INDEX].shape[1]),
         "outputs_per_edge": basis.dim ** 2, "torch_threads": torch.get_num_threads(),
@@ -334,6 +345,9 @@ def main() -> None:
     p.add_argument("--tgkit-setups", nargs="+", default=["baseline"], choices=TGKIT_SETUPS,
                    help="tgkit setups timed against DeepH-E3 (each gets its ratio)")
     p.add_argument("--threads", type=int, default=1, help="torch threads in each worker")
+    p.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                   help="time the steps by process CPU time (default: robust to other jobs "
+                   "on a shared machine, with 1 thread) or by wall time")
     p.add_argument("--data", help="a DeepH structure directory (default: toy graphene 2x2)")
     p.add_argument("--deephe3-root", default=str(REPO / ".deephe3"),
                    help="folder with src/ (DeepH-E3's clone) and venv/")
@@ -357,6 +371,7 @@ def main() -> None:
     codes = [("deephe3", "baseline")] + [("tgkit", s) for s in args.tgkit_setups]
     label = {("deephe3", "baseline"): "DeepH-E3"} | {
         ("tgkit", s): f"tgkit {s}" for s in args.tgkit_setups}
+    clock = "median_cpu_s" if args.clock == "cpu" else "median_s"
     start = machine_info()
     t_start = time.perf_counter()
     per_round: dict[str, dict[str, list[float]]] = {w: {label[c]: [] for c in codes}
@@ -369,16 +384,17 @@ def main() -> None:
                 for kind, setup in codes:
                     res = run_worker(kind, width, setup, structure, args)
                     name = label[(kind, setup)]
-                    per_round[width][name].append(res["median_s"])
+                    per_round[width][name].append(res[clock])
                     runs.append({"round": r, "width": width, "code": name, **res})
                     print(f"round {r + 1}/{args.rounds} {width:6s} {name:16s} "
-                          f"{1000 * res['median_s']:8.1f} ms/step  ({res['edges']} edges, "
+                          f"{1000 * res[clock]:8.1f} {args.clock} ms/step  ({res['edges']} edges, "
                           f"{res['parameters']} parameters, {res['wall_s']:.0f} s wall)",
                           flush=True)
     end = machine_info()
     first = {(r["width"], r["code"]): r for r in runs if r["round"] == 0}
     ref = label[codes[1]]
-    table = ["| width | code | step (ms), median of round medians | per-round medians (ms) "
+    table = [f"| width | code | step ({args.clock} ms), median of round medians | "
+             "per-round medians (ms) "
              "| parameters | DeepH-E3 / this |", "| --- | --- | --- | --- | --- | --- |"]
     summary: dict[str, dict] = {}
     for width in args.widths:
@@ -413,6 +429,7 @@ def main() -> None:
         "machine": start, "machine_at_end": end, "total_wall_s": time.perf_counter() - t_start,
         "date": start["date"],
         "settings": {"rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
+                     "clock": args.clock,
                      "threads": args.threads, "widths": {w: WIDTHS[w] for w in args.widths},
                      "cutoff_radius": CUTOFF_RADIUS, "lmax": LMAX, "dtype": "float32",
                      "data": args.data or "toy graphene 2x2 (tgkit.testing.toy_structure, "
