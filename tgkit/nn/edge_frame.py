@@ -105,6 +105,12 @@ class FrameProduct(nn.Module):
     operations per ``|m|``: the op count, not the arithmetic, bounds these small products on
     both CPU and GPU (bench/README.md, "GPU").
 
+    Inference on the CPU (no autograd, ``E >= blocks_min_edges``) runs a second plan with the
+    same columns: per ``(|m|, input irrep a)`` one matmul of a's ``(u, sign of m1)``
+    components with a constant Clebsch-Gordan matrix, the per-edge weights as one contiguous
+    product, and a matmul per output type. Forward only it is 2-2.6x faster from 1,024 edges;
+    with backward the gather plan stays faster at every size (``bench/bench_frame_plans.py``).
+
     Args:
         tp: e3nn ``TensorProduct`` with weighted 'uvu' paths and the spherical harmonics
             (one of each degree 0..lmax, in order) as second input.
@@ -155,6 +161,7 @@ class FrameProduct(nn.Module):
         # per output type t (l >= m) the rows of the linear's matrix for its columns
         self.plan: list[tuple[int, list[int], list[int]]] = []   # (ns, W per type, C per type)
         self.plan_types: list[list[o3.Irrep]] = []
+        self.plan_m: list[int] = []
         l_index, l_scale, big_offset = [], [], {}
         offset = 0
         for m in range(max(ir.l for _, ir in in1) + 1):
@@ -198,6 +205,7 @@ class FrameProduct(nn.Module):
             self.register_buffer(f"widx_{k}", torch.tensor(widx), persistent=False)
             self.plan.append((ns, widths, chans))
             self.plan_types.append(ts)
+            self.plan_m.append(m)
         self.register_buffer("lin_index", torch.tensor(l_index), persistent=False)
         self.register_buffer("lin_scale", torch.tensor(l_scale).to(torch.get_default_dtype()),
                              persistent=False)
@@ -214,6 +222,57 @@ class FrameProduct(nn.Module):
                     final.append(big_offset[abs(m3), ir] + row * out_chan.total[ir]
                                  + out_chan.start[k] + c)
         self.register_buffer("final_index", torch.tensor(final), persistent=False)
+        self._build_blocks(in1, in2, types, columns)
+
+    # edges from which the block plan runs (CPU, no autograd); bench/bench_frame_plans.py:
+    # forward only it wins from ~400 edges, with backward at no size
+    blocks_min_edges: int = 512
+    force_plan: str = "auto"   # "gathers" or "blocks" forces one (tests, bench)
+
+    def _build_blocks(self, in1: o3.Irreps, in2: o3.Irreps, types: list[o3.Irrep],
+                      columns: dict) -> None:
+        """The block plan: per (|m|, a), rows (u, sign of m1) of x, a CG matrix to columns
+        (sign of m3, [t, u, path] of a), the columns' weight range, and per type t the rows
+        of the m = 0 linear matrix of t (rows in (a, u, path) order) that they meet."""
+        row0 = {}  # (a, t) -> first row of a's columns in the m = 0 matrix of t
+        for ir_t in types:
+            j = 0
+            for a in range(len(in1)):
+                if (a, ir_t) in columns:
+                    row0[a, ir_t] = j
+                    j += len(columns[a, ir_t])
+        self.blocks: list[tuple[int, int, int, int, list]] = []   # (m, ns, w0, w1, parts)
+        for m in self.plan_m:
+            signs = (1, -1) if m else (1,)
+            ns = len(signs)
+            for a, (mul, ir_a) in enumerate(in1):
+                cols = [(ir_t, c) for ir_t in types if ir_t.l >= m and (a, ir_t) in columns
+                        for c in columns[a, ir_t]]
+                if ir_a.l < m or not cols:
+                    continue
+                w0, w1 = cols[0][1][0], cols[-1][1][0] + 1
+                assert [c[0] for _, c in cols] == list(range(w0, w1))   # contiguous weights
+                mat = torch.zeros(mul, ns, ns, w1 - w0, dtype=torch.float64)
+                parts = []
+                for ir_t, (pos, u, ins) in cols:
+                    l2 = in2[ins.i_in2].ir.l
+                    w3j = o3.wigner_3j(ir_a.l, l2, ir_t.l, dtype=torch.float64)
+                    for i1, s1 in enumerate(signs):
+                        for i3, s3 in enumerate(signs):
+                            mat[u, i1, i3, pos - w0] = ins.path_weight * w3j[
+                                ir_a.l + s1 * m, l2, ir_t.l + s3 * m]
+                for ir_t in types:
+                    if ir_t.l >= m and (a, ir_t) in columns:
+                        n = len(columns[a, ir_t])
+                        off = columns[a, ir_t][0][0] - w0
+                        parts.append((ir_t, off, row0[a, ir_t], n))
+                start = in1.slices()[a].start
+                xcol = [start + u * ir_a.dim + ir_a.l + s * m for u in range(mul) for s in signs]
+                k = len(self.blocks)
+                self.register_buffer(f"xcol_{k}", torch.tensor(xcol), persistent=False)
+                self.register_buffer(f"cg_{k}", mat.reshape(mul * ns, ns * (w1 - w0)).to(
+                    torch.get_default_dtype()), persistent=False)
+                self.blocks.append((m, ns, w0, w1, parts))
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, sh_m0: torch.Tensor,
                 lin: o3.Linear) -> torch.Tensor:
@@ -222,6 +281,17 @@ class FrameProduct(nn.Module):
         weight = weight * sh_m0.index_select(1, self.sh_index)
         mats = iter(gather_weights(lin.weight, self.lin_index, self.lin_scale).split(
             [w * c for _, ws, cs in self.plan for w, c in zip(ws, cs, strict=True)]))
+        if self.force_plan == "blocks" or self.force_plan == "auto" and e >= self.blocks_min_edges \
+                and x.device.type == "cpu" and not (torch.is_grad_enabled() and (
+                    x.requires_grad or weight.requires_grad)):
+            outs = self._blocks(x, weight, mats)
+        else:
+            outs = self._gathers(x, weight, mats)
+        outs.append(x.new_zeros(e, 1))
+        return torch.cat(outs, dim=1).index_select(1, self.final_index)
+
+    def _gathers(self, x: torch.Tensor, weight: torch.Tensor, mats) -> list[torch.Tensor]:
+        e = x.shape[0]
         outs = []
         for k, (ns, widths, chans) in enumerate(self.plan):
             gidx, coef = getattr(self, f"gidx_{k}"), getattr(self, f"coef_{k}")
@@ -231,8 +301,22 @@ class FrameProduct(nn.Module):
                 z = z + (x.index_select(1, gidx[i1]) * w)[:, None, :] * coef[i1]
             for zt, wt, ct in zip(z.split(widths, dim=-1), widths, chans, strict=True):
                 outs.append((zt @ next(mats).view(wt, ct)).reshape(e, ns * ct))
-        outs.append(x.new_zeros(e, 1))
-        return torch.cat(outs, dim=1).index_select(1, self.final_index)
+        return outs
+
+    def _blocks(self, x: torch.Tensor, weight: torch.Tensor, mats) -> list[torch.Tensor]:
+        e = x.shape[0]
+        # the m = 0 matrices hold every (a, u, path) row of each type
+        full = {ir: next(mats).view(-1, c)
+                for ir, c in zip(self.plan_types[0], self.plan[0][2], strict=True)}
+        acc: dict[tuple[int, o3.Irrep], torch.Tensor] = {}
+        for k, (m, ns, w0, w1, parts) in enumerate(self.blocks):
+            z = x.index_select(1, getattr(self, f"xcol_{k}")) @ getattr(self, f"cg_{k}")
+            z = z.view(e, ns, w1 - w0) * weight[:, None, w0:w1]
+            for t, off, j0, n in parts:
+                y = z[:, :, off:off + n].reshape(e * ns, n) @ full[t][j0:j0 + n]
+                acc[m, t] = y if (m, t) not in acc else acc[m, t] + y
+        return [acc[m, ir].view(e, -1)
+                for m, ts in zip(self.plan_m, self.plan_types, strict=True) for ir in ts]
 
 
 class _Channels(NamedTuple):
