@@ -121,17 +121,7 @@ class TraceGrad(nn.Module):
         u, cache = self._square(parts)
         if not self.use_grad:
             return f, self.s_nonlin(u)
-        # Works under torch.no_grad(): the small MLP pass runs with grad enabled. The graph for
-        # second derivatives is kept only while training (never use torch.inference_mode()).
-        tracked = u.requires_grad
-        with torch.enable_grad():
-            u_in = u if tracked else u.detach().requires_grad_(True)
-            z = self.s_nonlin(u_in)
-            (dz_du,) = torch.autograd.grad(
-                z.sum(), u_in, create_graph=self.training and tracked, retain_graph=tracked
-            )
-        if not tracked:
-            z = z.detach()
+        z, dz_du = self._nonlin_and_grad(u)
         v = []
         for (ir, _, mul), x, w, p in zip(self.groups, parts, self.square_weights, cache,
                                          strict=True):
@@ -142,6 +132,27 @@ class TraceGrad(nn.Module):
             m = (dz_du @ (w + w.transpose(-1, -2)).flatten(1)).unflatten(-1, (mul, mul))
             v.append(m @ x / ir.dim**0.5)
         return self._output(f, self._merge(v, f)), z
+
+    def _nonlin_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z = s_nonlin(u)`` and ``dZ/du`` (``Z = sum(z)``) in closed form, in one forward
+        pass: no ``autograd.grad`` call (and no graph for second derivatives); autograd
+        differentiates both once, and inference needs no autograd at all.
+
+        ``a = L1 u``, ``y = LN(a)``, ``z = L2 silu(y)``: ``dZ/dy = (1^T L2) silu'(y)``, through
+        the normalisation ``dZ/da = (g - mean(g) - xhat mean(g xhat)) / sigma`` with
+        ``g = gamma dZ/dy``, and ``dZ/du = L1^T dZ/da``. Tested against autograd.
+        """
+        lin1, norm, _, lin2 = self.s_nonlin
+        a = lin1(u)
+        centred = a - a.mean(-1, keepdim=True)
+        rstd = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + norm.eps)
+        xhat = centred * rstd
+        y = xhat * norm.weight + norm.bias
+        sig = torch.sigmoid(y)
+        z = lin2(y * sig)
+        g = lin2.weight.sum(0) * norm.weight * sig * (1 + y * (1 - sig))
+        g_a = rstd * (g - g.mean(-1, keepdim=True) - xhat * (g * xhat).mean(-1, keepdim=True))
+        return z, g_a @ lin1.weight
 
     def _output(self, f: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``o = f + v`` (v divided by ``1 + rms(v)`` with ``normalize``)."""
