@@ -10,9 +10,10 @@
 ``square`` pairs only channels of the same degree *and parity*: their CG product to degree 0
 is ``f_i . f_j / sqrt(2l+1)``, so ``u_c = sum_l sum_ij W^c_l[i, j] (f_l f_l^T)[i, j] /
 sqrt(2l+1)``. Then the gradient has a closed form,
-``v_l = sum_c (dZ/du_c) (W^c_l + W^c_l^T) f_l / sqrt(2l+1)`` with ``Z = sum(z)``, so autograd
-runs only through the small MLP ``s_nonlin`` (a few hundred flops per item) instead of back
-through ``square``. It equals ``torch.autograd.grad`` of the whole chain (tested).
+``v_l = sum_c (dZ/du_c) (W^c_l + W^c_l^T) f_l / sqrt(2l+1)`` with ``Z = sum(z)``, and dZ/du
+of the small MLP ``s_nonlin`` is written out as well, so v needs no ``autograd.grad`` call
+(training differentiates it once, like any other layer). It equals ``torch.autograd.grad`` of
+the whole chain (tested).
 """
 
 from __future__ import annotations
