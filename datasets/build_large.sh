@@ -4,7 +4,8 @@
 # interruption. About 50 min on an idle 2-core machine (CP2K 2023.1, 2 MPI ranks).
 #   bash datasets/build_large.sh            # from the repository root, after the README install
 # Then `sha256sum -c datasets/large.sha256` says whether your build is the one the bench used
-# (CP2K is deterministic for a fixed binary and rank count; another build gives other bits).
+# (CP2K's bits depend on the binary, the rank count and the CPU; another CPU gave H equal to
+# 3e-13 eV, other bits, and info.json records the wall time: datasets/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TG=${TG:-.venv/bin/tgkit}
