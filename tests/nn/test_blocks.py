@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from e3nn import o3
 
@@ -80,6 +81,26 @@ def test_species_linear():
         lin = SpeciesLinear(HIDDEN, HIDDEN, 3)
     types = torch.tensor([0, 2, 1, 2, 0])
     _check(lambda x: lin(x, types), _rand(5, HIDDEN), HIDDEN, HIDDEN)
+
+
+@pytest.mark.parametrize("num_types", [1, 3, SpeciesLinear.max_table_types + 1])
+def test_species_linear_table_equals_per_item_weights(num_types):
+    """The table path (every map on every item, then each item's own) equals e3nn's Linear
+    with each item's weights, values and gradients (x and the table)."""
+    with default_dtype(torch.float64):
+        lin = SpeciesLinear(HIDDEN, "3x0e+2x1o+1x2e+1x1e", num_types)
+    g = torch.Generator().manual_seed(7)
+    types = torch.randint(0, num_types, (9,), generator=g)
+    types[:num_types] = torch.arange(num_types)[:9]   # every type is used
+    x = _rand(9, HIDDEN).requires_grad_(True)
+    y, y_ref = lin(x, types), lin.linear(x, lin.table[types])
+    torch.testing.assert_close(y, y_ref, atol=1e-13, rtol=0)
+    assert y.abs().max() > 1e-2
+    probe = torch.randn(y.shape, dtype=torch.float64, generator=g)
+    grads = torch.autograd.grad((y * probe).sum(), [x, lin.table])
+    grads_ref = torch.autograd.grad((y_ref * probe).sum(), [x, lin.table])
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-13, rtol=0)
 
 
 def test_conv_with_spherical_harmonics():

@@ -52,15 +52,26 @@ class SpeciesLinear(nn.Module):
     Equal to DeepH-E3's self-connection ``FullyConnectedTensorProduct(x, one-hot)``: the TP
     with a one-hot is a table of linear maps. Shapes: ``(E, irreps_in.dim), (E,)`` ->
     ``(E, irreps_out.dim)``.
+
+    Up to :attr:`max_table_types` types (1 for one element, 4 species pairs for two), every
+    map runs on every item and each item keeps its own (:meth:`TypedLinear.forward_table`);
+    beyond that, e3nn's ``Linear`` with per-item weights. The latter copies the whole weight
+    vector per item (5,504 floats per edge at DeepH-E3's widths) and zero-fills it again in
+    backward: 10-15 % of a CPU training step (bench/README.md).
     """
+
+    max_table_types: int = 8
 
     def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, num_types: int) -> None:
         super().__init__()
         self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
         self.linear = o3.Linear(self.irreps_in, self.irreps_out, shared_weights=False)
         self.table = nn.Parameter(torch.randn(num_types, self.linear.weight_numel))
+        self.typed = TypedLinear(self.linear)
 
     def forward(self, x: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        if self.table.shape[0] <= self.max_table_types:
+            return self.typed.forward_table(x, self.table, types)
         return self.linear(x, self.table[types])
 
 
