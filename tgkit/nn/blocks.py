@@ -57,7 +57,7 @@ class SpeciesLinear(nn.Module):
     map runs on every item and each item keeps its own (:meth:`TypedLinear.forward_table`);
     beyond that, e3nn's ``Linear`` with per-item weights. The latter copies the whole weight
     vector per item (5,504 floats per edge at DeepH-E3's widths) and zero-fills it again in
-    backward: 10-15 % of a CPU training step (bench/README.md).
+    backward: 12 % of a CPU training step in the zero-fills alone (bench/README.md).
     """
 
     max_table_types: int = 8

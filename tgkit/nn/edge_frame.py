@@ -165,7 +165,7 @@ class FrameProduct(nn.Module):
         l_index, l_scale, big_offset = [], [], {}
         # the columns of x and of the weights that every |m| reads, all |m| in one index each:
         # one gather per call, so backward fills one zero tensor of x's (and the weights')
-        # size instead of one per |m| (at DeepH-E3's widths, 10 % of a CPU training step)
+        # size instead of one per |m|
         gidx_all, widx_all = [], []
         offset = 0
         for m in range(max(ir.l for _, ir in in1) + 1):
@@ -212,6 +212,10 @@ class FrameProduct(nn.Module):
             self.plan_m.append(m)
         self.register_buffer("gidx_all", torch.tensor(gidx_all), persistent=False)
         self.register_buffer("widx_all", torch.tensor(widx_all), persistent=False)
+        # split sizes of the two gathers: per |m| its weights, and per (|m|, sign of m1) its x
+        self.w_sizes = [sum(ws) for _, ws, _ in self.plan]
+        self.x_sizes = [n for (ns, _, _), n in zip(self.plan, self.w_sizes, strict=True)
+                        for _ in range(ns)]
         self.register_buffer("lin_index", torch.tensor(l_index), persistent=False)
         self.register_buffer("lin_scale", torch.tensor(l_scale).to(torch.get_default_dtype()),
                              persistent=False)
@@ -299,10 +303,8 @@ class FrameProduct(nn.Module):
     def _gathers(self, x: torch.Tensor, weight: torch.Tensor, mats) -> list[torch.Tensor]:
         e = x.shape[0]
         outs = []
-        sizes = [sum(widths) for _, widths, _ in self.plan]
-        ws = weight.index_select(1, self.widx_all).split(sizes, dim=1)
-        xs = iter(x.index_select(1, self.gidx_all).split(
-            [n for (ns, _, _), n in zip(self.plan, sizes, strict=True) for _ in range(ns)], dim=1))
+        ws = weight.index_select(1, self.widx_all).split(self.w_sizes, dim=1)
+        xs = iter(x.index_select(1, self.gidx_all).split(self.x_sizes, dim=1))
         for k, ((ns, widths, chans), w) in enumerate(zip(self.plan, ws, strict=True)):
             coef = getattr(self, f"coef_{k}")
             z = 0.0

@@ -104,7 +104,7 @@ class TypedLinear(nn.Module):
             xs = [pieces[k].view(e, -1, ir.dim) for k in ins]
             xt = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)   # (E, m_in, d)
             xt = xt.transpose(1, 2).reshape(e * ir.dim, m_in)
-            if select is None:
+            if select is None or t == 1:   # one map for every item (one species: no gather)
                 y = xt @ w.view(m_in, m_out)
             else:   # (E d, T m_out): every map, then each item's own
                 y = (xt @ w.view(t, m_in, m_out).transpose(0, 1).reshape(m_in, t * m_out))
