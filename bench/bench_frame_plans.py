@@ -10,7 +10,9 @@ the CPU microseconds per edge; ``FrameProduct.blocks_min_edges`` is set from it.
 
 Usage (repository root)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frame_plans.py   # -> bench/results/frame_plans.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frame_plans.py
+
+writes bench/results/frame_plans.json.
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ def main() -> None:
             row["blocks_over_gathers"] = row["blocks_us_per_edge"] / row["gathers_us_per_edge"]
             rows.append(row)
             print(f"{mode:17s} E={e:5d}  gathers {row['gathers_us_per_edge']:7.2f}  blocks "
-                  f"{row['blocks_us_per_edge']:7.2f} us/edge  ratio {row['blocks_over_gathers']:.2f}",
-                  flush=True)
+                  f"{row['blocks_us_per_edge']:7.2f} us/edge  "
+                  f"ratio {row['blocks_over_gathers']:.2f}", flush=True)
     out = {"command": "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frame_plans.py",
            "config": args.config, "convolutions": len(convs), "machine": machine_info(),
            "rows": rows}
