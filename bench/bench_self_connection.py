@@ -11,6 +11,10 @@ Usage (repository root)::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_self_connection.py --steps 20
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_self_connection.py --setup tracegrad
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_self_connection.py --profile per-item
+
+``--profile PATH`` prints the share of one step's CPU time spent in ``aten::fill_`` (the
+zero-fills of backward) with that path, from ``torch.profiler``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ def main() -> None:
     p.add_argument("--irreps-hidden", default=None, help="default: DeepH-E3's widths")
     p.add_argument("--num-blocks", type=int, default=None)
     p.add_argument("--results", default=None, help="write a JSON here")
+    p.add_argument("--profile", choices=["table", "per-item"], default=None,
+                   help="profile 3 steps of this path instead of timing")
     args = p.parse_args()
     torch.set_num_threads(1)
     graph, basis, spinful = build_graph(argparse.Namespace(data=None, dtype="float32"))
@@ -54,6 +60,21 @@ def main() -> None:
                              dtype=torch.float32).train()
     step = make_step(model, graph, torch.device("cpu"), make_loss(0.3))
     paths = {"table": SpeciesLinear.max_table_types, "per-item": 0}
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        SpeciesLinear.max_table_types = paths[args.profile]
+        for _ in range(args.warmup):
+            step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                step()
+        ev = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in ev)
+        fill = sum(e.self_cpu_time_total for e in ev if e.key == "aten::fill_")
+        print(f"{args.profile}: aten::fill_ {100 * fill / total:.1f} % of the self CPU time "
+              f"of 3 steps ({total / 3e3:.1f} ms per step)")
+        return
     cpu: dict[str, list[float]] = {k: [] for k in paths}
     wall: dict[str, list[float]] = {k: [] for k in paths}
     for k in range(args.warmup + args.steps):
