@@ -105,11 +105,14 @@ class TraceGrad(nn.Module):
         for (ir, _, mul), x, w in zip(self.groups, parts, self.square_weights, strict=True):
             if ir.dim == 1:
                 # scalars: u_c = f^T S^c f from one matmul P = S f, which v reuses; cheaper
-                # than the Gram matrix (a batched outer product) for the widest channels
+                # than the Gram matrix (a batched outer product) for the widest channels.
+                # Both contractions with P are batched mat-vecs: 6-20 % less module time in
+                # training, 7-37 % in inference than a broadcast mul + sum, which builds
+                # (..., C, mul) temporaries (bench/bench_tracegrad_module.py)
                 f = x.squeeze(-1)
                 sym = (w + w.transpose(-1, -2)) / 2
                 p = (f @ sym.transpose(0, 1).flatten(1)).unflatten(-1, (-1, mul))
-                u = u + (p * f.unsqueeze(-2)).sum(-1)
+                u = u + (p @ f.unsqueeze(-1)).squeeze(-1)
                 cache.append(p)
                 continue
             gram = x @ x.transpose(-1, -2)  # (..., mul, mul), rotation invariant
@@ -127,7 +130,7 @@ class TraceGrad(nn.Module):
         for (ir, _, mul), x, w, p in zip(self.groups, parts, self.square_weights, cache,
                                          strict=True):
             if p is not None:  # scalars: v = 2 sum_c dZ/du_c S^c f
-                v.append(2 * (dz_du.unsqueeze(-1) * p).sum(-2).unsqueeze(-1))
+                v.append(2 * (dz_du.unsqueeze(-2) @ p).transpose(-1, -2))
                 continue
             # sum_c dZ/du_c (W^c + W^c^T), symmetrised on the small W rather than per item
             m = (dz_du @ (w + w.transpose(-1, -2)).flatten(1)).unflatten(-1, (mul, mul))

@@ -1,0 +1,122 @@
+"""One TraceGrad module, this checkout's against a git revision's, timed in one process.
+
+Loads ``tgkit/nn/tracegrad.py`` as it is now and as it was at ``--against`` (``git show``),
+builds both modules with the same seed, asserts they give the same o and df (round-off), and
+times them alternately: a training pass (forward and backward of o and z) and a forward in
+``torch.inference_mode``, at each ``--widths`` and item count. Alternating keeps machine load
+alike for both, so the ratio is the figure to read, not the absolute times.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/bench_tracegrad_module.py --against deadd40 \\
+        --out bench/results/tracegrad_module.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from e3nn import o3
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from machine import machine_info  # noqa: E402
+
+WIDTHS = {"narrow": "16x0e+8x1o+4x2e+4x3o+2x4e", "paper": "64x0e+32x1o+16x2e+8x3o+8x4e"}
+
+
+def load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def median_ms(fns, reps: int, warmup: int = 3) -> list[float]:
+    """Median wall ms of each of ``fns``, called round-robin."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return [1000 * statistics.median(t) for t in times]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--against", required=True, help="git revision of the old tracegrad.py")
+    p.add_argument("--widths", nargs="+", choices=sorted(WIDTHS), default=["narrow", "paper"])
+    p.add_argument("--items", type=int, nargs="+", default=[464, 5000],
+                   help="edges per call (464: the toy graphene graph of bench_step.py)")
+    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", help="write the results as JSON here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rel = "tgkit/nn/tracegrad.py"
+    old_src = subprocess.run(["git", "show", f"{args.against}:{rel}"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "old.py").write_text(old_src)
+        old, new = load_module(Path(tmp) / "old.py", "tg_old"), load_module(ROOT / rel, "tg_new")
+    rows = []
+    for width in args.widths:
+        irreps = o3.Irreps(WIDTHS[width])
+        for n in args.items:
+            mods = []
+            for lib in (old, new):
+                torch.manual_seed(0)
+                mods.append(lib.TraceGrad(irreps, 32, 64, 32))
+            torch.manual_seed(1)
+            f = torch.randn(n, irreps.dim, requires_grad=True)
+            go, gz = torch.randn(n, irreps.dim), torch.randn(n, 32)
+
+            def train(m):
+                f.grad = None
+                m.zero_grad(set_to_none=True)
+                o, z = m(f)
+                ((o * go).sum() + (z * gz).sum()).backward()
+                return o.detach(), f.grad.clone()
+
+            (o_old, g_old), (o_new, g_new) = train(mods[0]), train(mods[1])
+            diff = max((o_old - o_new).abs().max().item(), (g_old - g_new).abs().max().item())
+            assert diff < 1e-4 * (1 + o_old.abs().max().item()), f"outputs differ by {diff}"
+
+            def infer(m):
+                with torch.inference_mode():
+                    m(f.detach())
+
+            t_train = median_ms([lambda: train(mods[0]), lambda: train(mods[1])], args.reps)
+            t_inf = median_ms([lambda: infer(mods[0]), lambda: infer(mods[1])], args.reps)
+            rows.append({"width": width, "items": n, "max_abs_diff": diff,
+                         "train_ms": {"old": t_train[0], "new": t_train[1]},
+                         "inference_ms": {"old": t_inf[0], "new": t_inf[1]}})
+    info = machine_info()
+    print(f"machine: {info['cpu']}, {args.threads} torch thread(s); old = {args.against}")
+    print("| width | items | train old / new (ms) | ratio | inference old / new (ms) | ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        tr, inf = r["train_ms"], r["inference_ms"]
+        print(f"| {r['width']} | {r['items']} | {tr['old']:.2f} / {tr['new']:.2f} | "
+              f"{tr['new'] / tr['old']:.2f} | {inf['old']:.2f} / {inf['new']:.2f} | "
+              f"{inf['new'] / inf['old']:.2f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"against": args.against, "threads": args.threads,
+                                              "machine": info, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
