@@ -55,6 +55,37 @@ def median_ms(fns, reps: int, warmup: int = 3) -> list[float]:
     return [1000 * statistics.median(t) for t in times]
 
 
+def measure(old, new, irreps: o3.Irreps, n: int, reps: int) -> dict:
+    """Same-seed modules of both versions on n items: their largest output difference and the
+    median ms of a training pass and of an inference forward."""
+    mods = []
+    for lib in (old, new):
+        torch.manual_seed(0)
+        mods.append(lib.TraceGrad(irreps, 32, 64, 32))
+    torch.manual_seed(1)
+    f = torch.randn(n, irreps.dim, requires_grad=True)
+    go, gz = torch.randn(n, irreps.dim), torch.randn(n, 32)
+
+    def train(m):
+        f.grad = None
+        m.zero_grad(set_to_none=True)
+        o, z = m(f)
+        ((o * go).sum() + (z * gz).sum()).backward()
+        return o.detach(), f.grad.clone()
+
+    def infer(m):
+        with torch.inference_mode():
+            m(f.detach())
+
+    (o_old, g_old), (o_new, g_new) = train(mods[0]), train(mods[1])
+    diff = max((o_old - o_new).abs().max().item(), (g_old - g_new).abs().max().item())
+    assert diff < 1e-4 * (1 + o_old.abs().max().item()), f"outputs differ by {diff}"
+    t_train = median_ms([lambda: train(mods[0]), lambda: train(mods[1])], reps)
+    t_inf = median_ms([lambda: infer(mods[0]), lambda: infer(mods[1])], reps)
+    return {"max_abs_diff": diff, "train_ms": {"old": t_train[0], "new": t_train[1]},
+            "inference_ms": {"old": t_inf[0], "new": t_inf[1]}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--against", required=True, help="git revision of the old tracegrad.py")
@@ -72,38 +103,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "old.py").write_text(old_src)
         old, new = load_module(Path(tmp) / "old.py", "tg_old"), load_module(ROOT / rel, "tg_new")
-    rows = []
-    for width in args.widths:
-        irreps = o3.Irreps(WIDTHS[width])
-        for n in args.items:
-            mods = []
-            for lib in (old, new):
-                torch.manual_seed(0)
-                mods.append(lib.TraceGrad(irreps, 32, 64, 32))
-            torch.manual_seed(1)
-            f = torch.randn(n, irreps.dim, requires_grad=True)
-            go, gz = torch.randn(n, irreps.dim), torch.randn(n, 32)
-
-            def train(m):
-                f.grad = None
-                m.zero_grad(set_to_none=True)
-                o, z = m(f)
-                ((o * go).sum() + (z * gz).sum()).backward()
-                return o.detach(), f.grad.clone()
-
-            (o_old, g_old), (o_new, g_new) = train(mods[0]), train(mods[1])
-            diff = max((o_old - o_new).abs().max().item(), (g_old - g_new).abs().max().item())
-            assert diff < 1e-4 * (1 + o_old.abs().max().item()), f"outputs differ by {diff}"
-
-            def infer(m):
-                with torch.inference_mode():
-                    m(f.detach())
-
-            t_train = median_ms([lambda: train(mods[0]), lambda: train(mods[1])], args.reps)
-            t_inf = median_ms([lambda: infer(mods[0]), lambda: infer(mods[1])], args.reps)
-            rows.append({"width": width, "items": n, "max_abs_diff": diff,
-                         "train_ms": {"old": t_train[0], "new": t_train[1]},
-                         "inference_ms": {"old": t_inf[0], "new": t_inf[1]}})
+    rows = [dict(width=w, items=n, **measure(old, new, o3.Irreps(WIDTHS[w]), n, args.reps))
+            for w in args.widths for n in args.items]
     info = machine_info()
     print(f"machine: {info['cpu']}, {args.threads} torch thread(s); old = {args.against}")
     print("| width | items | train old / new (ms) | ratio | inference old / new (ms) | ratio |")
