@@ -106,9 +106,9 @@ class TraceGrad(nn.Module):
             if ir.dim == 1:
                 # scalars: u_c = f^T S^c f from one matmul P = S f, which v reuses; cheaper
                 # than the Gram matrix (a batched outer product) for the widest channels.
-                # Both contractions with P are batched mat-vecs: 6-20 % less module time in
-                # training, 7-37 % in inference than a broadcast mul + sum, which builds
-                # (..., C, mul) temporaries (bench/bench_tracegrad_module.py)
+                # Both contractions with P are batched mat-vecs: less module time than a
+                # broadcast mul + sum, which builds (..., C, mul) temporaries (table in
+                # bench/README.md, bench/bench_tracegrad_module.py)
                 f = x.squeeze(-1)
                 sym = (w + w.transpose(-1, -2)) / 2
                 p = (f @ sym.transpose(0, 1).flatten(1)).unflatten(-1, (-1, mul))
