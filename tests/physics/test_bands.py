@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -11,9 +13,10 @@ import pytest
 import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
-from tgkit.data.deeph import Structure, read_blocks, write_structure
+from tgkit.data.deeph import Structure, read_blocks, read_structure, write_structure
 from tgkit.errors import DeepHFormatError, TgkitError
 from tgkit.physics.bands import (
+    BandReference,
     BandSolver,
     band_energies,
     bands_command,
@@ -24,6 +27,7 @@ from tgkit.physics.bands import (
 from tgkit.physics.equivariance import random_rotation, rotate
 from tgkit.testing import random_crystal, toy_structure
 
+DATA = Path(__file__).resolve().parents[2] / "datasets"
 NUMBERS = (6, 8, 1)
 CUTOFF = 4.5
 KPTS = np.array([[0.0, 0.0, 0.0], [0.25, -0.125, 0.375], [0.5, 0.5, 0.0]])
@@ -58,6 +62,8 @@ def test_assembly_matches_direct_sum(crystal):
         assert np.abs(h_ref - h_ref.conj().T).max() < 1e-12
         e = sla.eigvalsh(h_ref, s_ref)
         assert np.abs(solver.solve_dense(k) - e).max() < 1e-10
+        for project in (None, False, True):
+            assert np.abs(solver.solve_dense(k, project=project) - e).max() < 1e-10
 
 
 def supercell_2x1x1(p: Structure) -> Structure:
@@ -141,6 +147,27 @@ def test_singular_overlap_is_projected_out():
     near = chain(duplicate=True)
     near.overlaps[(0, 0, 0, 0, 0)] = near.overlaps[(0, 0, 0, 0, 0)] + 1e-7 * np.eye(2)
     assert np.allclose(band_energies(near, ks)[:, 0], e[:, 0], atol=1e-6)
+    # why compare() uses the Cholesky solve only where the reference kept every direction:
+    # on this singular S it can succeed and return the spurious eigenvalue
+    unsafe = BandSolver(dup).bands(ks, solver="dense", full_rank=np.ones(len(ks), bool))
+    assert np.allclose(unsafe.energies[:, 0], e[:, 0], atol=1e-6)
+
+
+def test_compare_skips_projection_where_reference_kept_all():
+    """On real CP2K blocks (DZVP-MOLOPT-SR, 13 orbitals per C), compare() solves the predicted
+    bands by Cholesky where the reference projected nothing out: same eigenvalues as the
+    projected solve, to round-off."""
+    s = read_structure(DATA / "graphene-tiny" / sorted(os.listdir(DATA / "graphene-tiny"))[0])
+    ref = BandReference(s, npoints=8)
+    full = ~np.isnan(ref.energies).any(1)
+    assert full.any()
+    rng = np.random.default_rng(1)
+    pred = {k: b + 1e-3 * rng.standard_normal(b.shape) for k, b in s.hamiltonians.items()}
+    c = ref.compare(pred)
+    solver = BandSolver(s, hamiltonians=pred)
+    projected = np.stack([solver.solve_dense(k, project=True) for k in ref.path.kpts])
+    assert np.nanmax(np.abs(c.e_pred - projected)) < 1e-9
+    assert np.array_equal(np.isnan(c.e_pred), np.isnan(projected))
 
 
 def test_spinful_without_soc_doubles_bands(crystal):
