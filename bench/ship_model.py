@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--check", action="append", default=[], help="shipped structure directory")
     p.add_argument("--command", required=True, help="the command that reproduces the run")
     p.add_argument("--note", default="", help="a paragraph for the card (gaps, caveats)")
+    p.add_argument("--commit", default="HEAD",
+                   help="the commit the run was trained with (default: this checkout's HEAD)")
     args = p.parse_args()
     torch.set_num_threads(1)
     dest = ROOT / "models" / args.name
@@ -71,8 +73,8 @@ def main() -> None:
         s = read_structure(ROOT / d)
         checks.append({"structure": d, "twisted": bool(s.info.get("twisted", False)),
                        **structure_errors(model, s)})
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", args.commit], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.strip()
     split = json.loads((args.run / "split.json").read_text())
     subsets = {k: {kk: vv for kk, vv in v.items() if kk not in ("mae_sample", "mae_block")}
                for k, v in res.items() if isinstance(v, dict)}
