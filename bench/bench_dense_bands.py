@@ -45,18 +45,18 @@ def main() -> None:
         solver = BandSolver(s)
         ks = kpath(s.lattice, None, args.npoints).kpts
         times: dict[str, list[float]] = {"projected": [], "auto": [], "cholesky": []}
-        diff, cholesky = 0.0, 0
+        diff, full_rank = 0.0, 0
         for k in ks:
             out = {}
             for name, project in (("projected", True), ("auto", None), ("cholesky", False)):
                 t = time.process_time()
                 out[name] = solver.solve_dense(k, project=project)
                 times[name].append(time.process_time() - t)
-            cholesky += int(not np.isnan(out["projected"]).any())
+            full_rank += int(not np.isnan(out["projected"]).any())
             diff = max(diff, *(float(np.nanmax(np.abs(out["projected"] - out[n])))
                                for n in ("auto", "cholesky")))
         row = {"structure": str(d), "atoms": s.num_atoms, "orbitals": solver.dim,
-               "kpoints": len(ks), "kpoints_full_rank": cholesky,
+               "kpoints": len(ks), "kpoints_full_rank": full_rank,
                "projected_cpu_s_per_k": statistics.median(times["projected"]),
                "auto_cpu_s_per_k": statistics.median(times["auto"]),
                "cholesky_cpu_s_per_k": statistics.median(times["cholesky"]),
