@@ -87,3 +87,21 @@ def test_collate_offsets_indices(carbon, mixed):
     torch.testing.assert_close(b[K.REVERSE_EDGE][e1:], g2[K.REVERSE_EDGE] + e1)
     assert b[K.LATTICE].shape == (2, 3, 3)
     torch.testing.assert_close(b[K.HAMILTONIAN][:e1], g1[K.HAMILTONIAN])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cutoff_edges_equal_ase_neighbour_list(seed):
+    # skewed cells, atoms outside the cell, mixed periodicity: the k-d tree search gives
+    # exactly ase's edges (ase is the reference, not a code path of tgkit)
+    from ase.neighborlist import primitive_neighbor_list
+
+    rng = np.random.default_rng(seed)
+    lattice = rng.normal(size=(3, 3)) + np.eye(3) * rng.uniform(2.0, 8.0)
+    positions = rng.normal(size=(int(rng.integers(1, 10)), 3)) * 5.0
+    pbc = (True, True, True) if seed % 3 == 0 else tuple(bool(b) for b in rng.integers(0, 2, 3))
+    cutoff = float(rng.uniform(1.0, 7.0))
+    i, j, shift = primitive_neighbor_list("ijS", pbc, lattice, positions, cutoff,
+                                          self_interaction=True)
+    ref = np.concatenate([shift, i[:, None], j[:, None]], axis=1).astype(np.int64)
+    ref = ref[np.lexsort(ref.T[::-1])]
+    np.testing.assert_array_equal(edges_from_cutoff(positions, lattice, cutoff, pbc), ref)

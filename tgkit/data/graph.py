@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase.neighborlist import primitive_neighbor_list
+from scipy.spatial import cKDTree
 
 from tgkit import keys as K
 from tgkit.data.deeph import H_FILE, S_FILE, Key, Structure, format_key
@@ -34,20 +34,47 @@ def edges_from_keys(structure: Structure) -> np.ndarray:
 def edges_from_cutoff(
     positions: np.ndarray, lattice: np.ndarray, cutoff: float, pbc: Sequence[bool] = (True,) * 3
 ) -> np.ndarray:
-    """(E, 5) int64 rows (Rx, Ry, Rz, i, j) of all pairs with |tau_j + R.L - tau_i| < cutoff.
+    """(E, 5) int64 rows (Rx, Ry, Rz, i, j) of all pairs with |tau_j + R.L - tau_i| < cutoff,
+    sorted; self-loops (i, i, 0) included.
 
-    Self-loops (i, i, 0) are included. ``primitive_neighbor_list`` is a vectorised cell-list
-    search, so there is no Python loop over atoms.
+    A k-d tree (scipy's ``cKDTree``) of the atoms' periodic images within reach, queried with
+    the atoms wrapped into the cell: the same edges as ase's ``primitive_neighbor_list``
+    (tested), 3-4x faster on large cells (1.08 M edges of the 10,444-atom twisted bilayer,
+    bench/README.md), which made the graph a tenth of a 10k-atom prediction.
     """
-    i, j, shift = primitive_neighbor_list(
-        "ijS",
-        pbc,
-        np.asarray(lattice),
-        np.asarray(positions),
-        float(cutoff),
-        self_interaction=True,
-    )
-    rows = np.concatenate([shift, i[:, None], j[:, None]], axis=1).astype(np.int64)
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    lat = np.asarray(lattice, dtype=np.float64).reshape(3, 3)
+    periodic = np.asarray(pbc, dtype=bool)
+    n = len(pos)
+    if n == 0:
+        return np.zeros((0, 5), dtype=np.int64)
+    reach = np.zeros(3, dtype=np.int64)
+    wrap = np.zeros((n, 3), dtype=np.int64)
+    if periodic.any():
+        # wrap along periodic axes (positions may lie outside the cell): with fractional
+        # differences in (-1, 1), a pair within the cutoff has |R_k| <= ceil(cutoff / h_k),
+        # h_k the spacing of the lattice planes that a_k crosses
+        wrap[:, periodic] = np.floor(np.linalg.solve(lat.T, pos.T).T[:, periodic])
+        normals = np.cross(lat[[1, 2, 0]], lat[[2, 0, 1]])
+        spacing = abs(np.linalg.det(lat)) / np.linalg.norm(normals, axis=1)
+        reach[periodic] = np.ceil(cutoff / spacing[periodic])
+    inside = pos - wrap @ lat
+    shifts = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"),
+                      -1).reshape(-1, 3)
+    images = (inside[None, :, :] + (shifts @ lat)[:, None, :]).reshape(-1, 3)
+    pairs = cKDTree(inside).sparse_distance_matrix(cKDTree(images), cutoff,
+                                                   output_type="ndarray")
+    i, img = pairs["i"].astype(np.int64), pairs["j"].astype(np.int64)
+    j = img % n
+    # back to the given positions: tau_j + (R - w_j + w_i).L - tau_i
+    shift = shifts[img // n] - wrap[j] + wrap[i]
+    dist = np.linalg.norm(pos[j] + shift @ lat - pos[i], axis=1)
+    loop = (i == j) & (shift == 0).all(1)
+    keep = (dist < cutoff) & ~loop
+    self_loops = np.concatenate([np.zeros((n, 3), dtype=np.int64),
+                                 np.arange(n)[:, None], np.arange(n)[:, None]], axis=1)
+    rows = np.concatenate([np.concatenate([shift, i[:, None], j[:, None]], axis=1)[keep],
+                           self_loops])
     order = np.lexsort(rows.T[::-1])
     return rows[order]
 
