@@ -51,6 +51,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    import tgkit.nn.inference
     from tgkit import keys as K
     from tgkit.config import load_config
     from tgkit.data.deeph import Structure
@@ -59,6 +60,9 @@ def child(args: argparse.Namespace) -> None:
     from tgkit.irreps import OrbitalBasis
     from tgkit.nn import HamiltonianModel, load_model
     from tgkit.nn.inference import predict_chunked
+
+    if args.allocator == "default":  # glibc's defaults: skip predict_chunked's tuning
+        tgkit.nn.inference.reuse_freed_memory = lambda: False
 
     if args.model:
         model = load_model(args.model).float()
@@ -72,6 +76,7 @@ def child(args: argparse.Namespace) -> None:
     model = model.export_inference().to(dev)
     setup = model.setup
     rec: dict = {"m": args.child, "threads": torch.get_num_threads(), "setup": setup,
+                 "allocator": args.allocator,
                  "device": str(dev),
                  "chunk_edges": args.chunk, "hwm_after_model_GiB": vm_hwm_gib()}
     t = time.perf_counter()
@@ -143,6 +148,9 @@ def main() -> None:
     p.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
     p.add_argument("--model", help="a trained model.pt instead of random weights")
     p.add_argument("--results", default=str(ROOT / "bench/results/inference.json"))
+    p.add_argument("--allocator", choices=["reuse", "default"], default="reuse",
+                   help="reuse: what predict_chunked does (reuse_freed_memory); default: "
+                        "glibc's malloc settings, for A/B runs")
     p.add_argument("--summarize", action="store_true",
                    help="recompute scaling and targets of the rows already in --results")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -164,7 +172,7 @@ def main() -> None:
     for m in args.m:
         cmd = [sys.executable, __file__, "--child", str(m), "--threads", str(args.threads),
                "--chunk", str(args.chunk), "--cutoff", str(args.cutoff), "--config", args.config,
-               "--device", args.device]
+               "--device", args.device, "--allocator", args.allocator]
         if args.model:
             cmd += ["--model", args.model]
         load0 = os.getloadavg()[0]

@@ -10,6 +10,10 @@ float round-off (tested).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+
 import numpy as np
 import torch
 
@@ -22,6 +26,27 @@ from tgkit.nn.model import HamiltonianModel
 # edges per chunk for CPU inference: a chunk's activations stay in cache (2048-16384 measured
 # on the 2-core development VM: 4096 fastest; bench/README.md)
 CPU_CHUNK_EDGES = 4096
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks of up to 32 MiB for reuse (once per process).
+
+    By default, blocks from 128 KiB up are mapped fresh from the kernel and returned on free,
+    so every chunk's activations (MBs each) are page-faulted and zeroed again: ~12 % of a CPU
+    prediction (``bench/bench_inference.py --allocator default`` against ``reuse``,
+    bench/README.md). Same peak memory in that measurement. Returns False where the C library
+    is not glibc (nothing is changed there).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3   # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(
+        mallopt(m_trim_threshold, 2**30))
 
 
 def predict_chunked(
@@ -46,6 +71,8 @@ def predict_chunked(
         raise ValueError(f"chunk_edges must be positive, got {chunk_edges}")
     if graph[K.EDGE_INDEX].shape[1] == 0:
         raise ValueError("the graph has no edges (every atom has at least its self-loop)")
+    if graph[K.EDGE_INDEX].device.type == "cpu":
+        reuse_freed_memory()
     return model(graph, chunk_edges=chunk_edges)
 
 
@@ -83,7 +110,10 @@ def predict_structure(
     g[K.BATCH] = torch.zeros(structure.num_atoms, dtype=torch.long)
     g = to_device(g, param.device if device is None else device)
     with torch.no_grad():  # never inference_mode: the Grad operator needs autograd inside
+        on_cpu = g[K.EDGE_VEC].device.type == "cpu"
+        if on_cpu:
+            reuse_freed_memory()
         if chunk_edges is None:
-            chunk_edges = CPU_CHUNK_EDGES if g[K.EDGE_VEC].device.type == "cpu" else 0
+            chunk_edges = CPU_CHUNK_EDGES if on_cpu else 0
         h = model(g, chunk_edges=chunk_edges)[K.H_PRED]
     return graph_blocks({**g, K.HAMILTONIAN: h}, model.basis)
