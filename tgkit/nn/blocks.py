@@ -35,15 +35,19 @@ class Gate(nn.Module):
         self.irreps_out = self.scalars + self.gated
         odd = [ir.p == -1 for m, ir in self.scalars for _ in range(m)]
         self.register_buffer("odd", torch.tensor(odd, dtype=torch.bool))
+        self.any_odd = any(odd)
         gate_of = [k for k, (m, ir) in enumerate(
             [(1, ir) for mul, ir in self.gated for _ in range(mul)]) for _ in range(ir.dim)]
         self.register_buffer("gate_index", torch.tensor(gate_of, dtype=torch.int64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, gates, gated = x.split([self.scalars.dim, self.gated.num_irreps, self.gated.dim], -1)
-        s = torch.where(self.odd, torch.tanh(s), nn.functional.silu(s))
-        gates = torch.sigmoid(gates)
-        return torch.cat([s, gated * gates[..., self.gate_index]], dim=-1)
+        # tanh only where odd scalars exist (never in the shipped models: one pass less)
+        s = torch.where(self.odd, torch.tanh(s), nn.functional.silu(s)) if self.any_odd \
+            else nn.functional.silu(s)
+        # index_select, not advanced indexing: a plain gather, whose backward is index_add
+        gates = torch.sigmoid(gates).index_select(-1, self.gate_index)
+        return torch.cat([s, gated * gates], dim=-1)
 
 
 class SpeciesLinear(nn.Module):

@@ -128,20 +128,25 @@ class HamiltonianHead(nn.Module):
         return half + half if spinful else half
 
     def forward(self, x: torch.Tensor, reverse_edge: torch.Tensor) -> torch.Tensor:
-        y = self.decode(x)
-        return self.combine(y, y[reverse_edge])
+        h = self.decode_blocks(x)
+        return self.hermitian(h, h[reverse_edge])
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """The equivariant linear decoder, per edge: ``(E, irreps_in.dim)`` ->
         ``(E, irreps_out.dim)``."""
         return self.linear_typed(x, self.linear)
 
-    def combine(self, y: torch.Tensor, y_reverse: torch.Tensor) -> torch.Tensor:
-        """Hermitian blocks from the decoder outputs ``y = decode(x)`` of edges and of their
-        reverse edges, ``(E, irreps_out.dim)`` each (the model decodes every edge once, then
-        combines chunk by chunk)."""
-        h_rev = self._blocks(y_reverse).transpose(-1, -2)
-        return 0.5 * (self._blocks(y) + (h_rev.conj() if self.spinful else h_rev))
+    def decode_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """Per edge, the (not yet hermitian) block: ``(E, irreps_in.dim)`` -> ``(E, B, B)``
+        real or ``(E, 2B, 2B)`` complex. The model decodes every edge once and then pairs
+        blocks with their reverse edges' chunk by chunk (:meth:`hermitian`)."""
+        return self._blocks(self.decode(x))
+
+    def hermitian(self, h: torch.Tensor, h_reverse: torch.Tensor) -> torch.Tensor:
+        """``H_e = (h_e + h_rev(e)^dagger) / 2`` from :meth:`decode_blocks` of edges and of
+        their reverse edges."""
+        h_rev = h_reverse.transpose(-1, -2)
+        return 0.5 * (h + (h_rev.conj() if self.spinful else h_rev))
 
     def _blocks(self, y: torch.Tensor) -> torch.Tensor:
         b = self.basis.dim

@@ -10,10 +10,6 @@ float round-off (tested).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-
 import numpy as np
 import torch
 
@@ -22,31 +18,11 @@ from tgkit.data.deeph import Key, Structure
 from tgkit.data.graph import graph_blocks, structure_to_graph, to_device
 from tgkit.errors import DeepHFormatError, TgkitError
 from tgkit.nn.model import HamiltonianModel
+from tgkit.runtime import reuse_freed_memory
 
 # edges per chunk for CPU inference: a chunk's activations stay in cache (2048-16384 measured
 # on the 2-core development VM: 4096 fastest; bench/README.md)
 CPU_CHUNK_EDGES = 4096
-
-
-@functools.cache
-def reuse_freed_memory() -> bool:
-    """Let glibc's malloc keep freed blocks of up to 32 MiB for reuse (once per process).
-
-    By default, blocks from 128 KiB up are mapped fresh from the kernel and returned on free,
-    so every chunk's activations (MBs each) are page-faulted and zeroed again: ~12 % of a CPU
-    prediction (``bench/bench_inference.py --allocator default`` against ``reuse``,
-    bench/README.md). Same peak memory in that measurement. Returns False where the C library
-    is not glibc (nothing is changed there).
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3   # glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(
-        mallopt(m_trim_threshold, 2**30))
 
 
 def predict_chunked(

@@ -258,17 +258,17 @@ class HamiltonianModel(nn.Module):
             for c in parts:
                 z_c = self.trace_branch(edge[c])[1] if self.trace_branch is not None else z[c]
                 t_pred.put(c, self.trace_decoder(z_c))
-        # the head decodes every edge once, then symmetrises each chunk with its reverse edges
+        # the head decodes each edge's block once, then pairs it with its reverse edge's
         y = _Rows(num_edges)
         for c in parts:
-            y.put(c, self.head.decode(edge[c]))
+            y.put(c, self.head.decode_blocks(edge[c]))
         y, reverse = y.value, graph[K.REVERSE_EDGE]
         del edge, z
         h, mask = _Rows(num_edges), _Rows(num_edges)
         for c in parts:
             ei = edge_index[:, c]
             m = element_mask(self.basis, species[ei[0]], species[ei[1]], self.spinful)
-            h.put(c, self.head.combine(y[c], y[reverse[c]]) * m)
+            h.put(c, self.head.hermitian(y[c], y[reverse[c]]) * m)
             mask.put(c, m)
         si, sj = species[edge_index[0]], species[edge_index[1]]
         out = {K.H_PRED: h.value, K.H_MASK: mask.value,

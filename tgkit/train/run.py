@@ -48,6 +48,7 @@ from tgkit.io_utils import atomic_path, damaged_file_errors, load_torch, write_t
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.inference import predict_structure
 from tgkit.nn.model import load_weights
+from tgkit.runtime import reuse_freed_memory
 from tgkit.train import hooks as H
 from tgkit.train.band_error import BandErrorHook, subset_band_errors
 from tgkit.train.checkpoint import load_checkpoint, resume_checkpoint, seed_everything
@@ -185,6 +186,7 @@ def train(config: Config, resume: bool = False, extra_hooks: Sequence[H.Hook] = 
         extra_hooks: added to :func:`default_hooks` (e.g. a dashboard from ``tgkit.viz``).
         verbose: print one line per validation and the final metrics.
     """
+    reuse_freed_memory()   # large temporaries of each step reuse freed memory (CPU, ~4 %)
     threads = torch.get_num_threads()
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)

@@ -1,0 +1,30 @@
+"""Process-wide settings that make tgkit's CPU work faster; each is applied once per process."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks of up to 32 MiB for reuse (once per process).
+
+    By default, blocks from 128 KiB up are mapped fresh from the kernel and returned on free,
+    so every chunk's activations and every large temporary of a training step (MBs each) are
+    page-faulted and zeroed again: 4-12 % of a CPU prediction (``bench/bench_inference.py
+    --allocator default`` against ``reuse``) and ~4 % of a training step (bench/README.md),
+    with the same peak memory. :func:`tgkit.nn.inference.predict_chunked`,
+    ``predict_structure`` and :func:`tgkit.train.run.train` call it. Returns False where the
+    C library is not glibc (nothing is changed there).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3   # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(
+        mallopt(m_trim_threshold, 2**30))
