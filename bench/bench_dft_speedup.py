@@ -100,7 +100,7 @@ def tgkit_predict(atoms, args, model, basis) -> dict:
         s = Structure(numbers=atoms.numbers, lattice=atoms.cell.array, positions=atoms.positions,
                       orbital_types=[list(basis.orbital_types[6])] * len(atoms), hamiltonians={})
         g = structure_to_graph(s, basis, cutoff=7.0, dtype=torch.float32)
-        with torch.no_grad():  # never inference_mode: the Grad operator needs autograd
+        with torch.no_grad():  # closed-form Grad: no autograd needed
             model(g)[K.H_PRED]
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)

@@ -33,6 +33,17 @@ def test_chunked_equals_forward(setup, spinful, mixed_graph, bilayer_graph):
                         1 + ref[K.T_PRED].abs().max())
 
 
+@pytest.mark.parametrize("setup", ["grad", "tracegrad"])
+def test_inference_mode_equals_no_grad(setup, mixed_graph):
+    # Grad's v is in closed form: no autograd inside, so inference_mode gives the same blocks
+    model = get_model(setup, False)
+    with torch.no_grad():
+        ref = predict_chunked(model, mixed_graph, chunk_edges=50)[K.H_PRED]
+    with torch.inference_mode():
+        out = predict_chunked(model, mixed_graph, chunk_edges=50)[K.H_PRED]
+    assert torch.equal(out, ref)
+
+
 @pytest.mark.parametrize("grad_where", ["node", "edge", "last"])
 def test_chunked_training_step_equals_full(grad_where, mixed_graph):
     """The chunked forward is the full one, gradients included, also where some module

@@ -69,8 +69,8 @@ def evaluate(
     """Metrics of ``model`` on ``dataset`` (a :class:`tgkit.data.store.GraphDataset`).
 
     Each process evaluates every ``world_size``-th structure; the sums are reduced over
-    processes, so every process returns the metrics of the whole set. ``torch.no_grad`` is
-    fine (the Grad operator enables gradients inside), ``inference_mode`` is not.
+    processes, so every process returns the metrics of the whole set. Runs under
+    ``torch.no_grad`` (Grad's v is in closed form and needs no autograd).
     """
     device = torch.device(device)
     acc = MetricAccumulator(dataset.basis, dataset.all_names, device)
