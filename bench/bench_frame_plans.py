@@ -43,12 +43,11 @@ def time_plan(conv: EquivariantConv, e: int, plan: str, backward: bool, reps: in
     g = torch.Generator().manual_seed(0)
     x = torch.randn(e, fp.irreps_in.dim, generator=g, requires_grad=backward)
     w = torch.randn(e, conv.tp.weight_numel, generator=g, requires_grad=backward)
-    sh_m0 = torch.randn(e, int(fp.sh_index.max()) + 1, generator=g)
     times = []
     for _ in range(reps + 1):   # the first call warms up
         t0 = time.process_time()
         with torch.set_grad_enabled(backward):
-            out = fp(x, w, sh_m0, conv.lin_post)
+            out = fp(x, w, conv.lin_post)
             if backward:
                 out.pow(2).sum().backward()
         times.append(time.process_time() - t0)

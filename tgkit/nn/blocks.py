@@ -197,11 +197,11 @@ class EquivariantConv(nn.Module):
         if frame is None:
             return self.gate(self.lin_post(self.tp(self.lin_pre(x), sh, self.radial(radial))))
         h = self.lin_pre_typed(x, self.lin_pre)
-        # the radial MLP's last layer emits the weights in the frame product's order directly
-        order, last = self.frame_product.weight_order, self.radial[-1]
-        w = nn.functional.linear(self.radial[:-1](radial), last.weight[order], last.bias[order])
+        # the radial MLP's last layer emits the weights in the frame product's order and scale
+        w = self.frame_product.frame_weights(self.radial[:-1](radial), self.radial[-1],
+                                             frame.loops)
         h = rotate(h, self.lin_pre.irreps_out, frame.wigner, to_frame=True)
-        h = self.gate(self.frame_product(h, w, frame.sh_m0, self.lin_post))
+        h = self.gate(self.frame_product(h, w, self.lin_post))
         return rotate(h, self.gate.irreps_out, frame.wigner, to_frame=False)
 
 
