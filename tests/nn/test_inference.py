@@ -33,6 +33,18 @@ def test_chunked_equals_forward(setup, spinful, mixed_graph, bilayer_graph):
                         1 + ref[K.T_PRED].abs().max())
 
 
+@pytest.mark.parametrize("setup", ["baseline", "tracegrad"])
+def test_split_first_linear_without_autograd_equals_concatenation(setup, bilayer_graph):
+    # without autograd the blocks run the first linear's node parts per node (node_terms);
+    # with it, on the concatenated [node_i, node_j, edge] per edge: the same blocks
+    model = get_model(setup, False)
+    with torch.no_grad():
+        split = model(bilayer_graph, chunk_edges=100)[K.H_PRED]
+    whole = model(bilayer_graph, chunk_edges=100)[K.H_PRED].detach()
+    assert whole.abs().max() > 1e-3
+    assert (split - whole).abs().max() <= 1e-10
+
+
 @pytest.mark.parametrize("setup", ["grad", "tracegrad"])
 def test_inference_mode_equals_no_grad(setup, mixed_graph):
     # Grad's v is in closed form: no autograd inside, so inference_mode gives the same blocks

@@ -196,7 +196,12 @@ class EquivariantConv(nn.Module):
                 frame: EdgeFrame | None = None) -> torch.Tensor:
         if frame is None:
             return self.gate(self.lin_post(self.tp(self.lin_pre(x), sh, self.radial(radial))))
-        h = self.lin_pre_typed(x, self.lin_pre)
+        return self.forward_mid(self.lin_pre_typed(x, self.lin_pre), sh, radial, frame)
+
+    def forward_mid(self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
+                    frame: EdgeFrame) -> torch.Tensor:
+        """:meth:`forward` in the edge frame from ``h = lin_pre(x)`` on: ``h (E,
+        lin_pre.irreps_out.dim)`` -> ``(E, irreps_out.dim)`` (blocks compute h in parts)."""
         # the radial MLP's last layer emits the weights in the frame product's order and scale
         w = self.frame_product.frame_weights(self.radial[:-1](radial), self.radial[-1],
                                              frame.loops)
@@ -232,14 +237,38 @@ class _UpdateBlock(nn.Module):
             else o3.Linear(self.irreps_in, self.irreps_out)
         )
         self.norm = EquivariantLayerNorm(self.irreps_out)
+        # lin_pre restricted to the node_i, node_j and edge entries of its input (it is
+        # linear): the node parts then run once per node instead of once per edge
+        n_node, n_edge = len(list(o3.Irreps(irreps_node))), len(list(o3.Irreps(irreps_edge)))
+        self.pre_parts = nn.ModuleList([
+            TypedLinear(self.conv.lin_pre, list(range(a, b)))
+            for a, b in ((0, n_node), (n_node, 2 * n_node), (2 * n_node, 2 * n_node + n_edge))])
 
-    def messages(self, node, edge, edge_index, sh, radial, frame=None) -> torch.Tensor:
+    def node_terms(self, node: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The node_i and node_j parts of the convolution's first linear, per node: two
+        ``(N, conv.lin_pre.irreps_out.dim)``; the model computes them once for all chunks."""
+        lin = self.conv.lin_pre
+        return self.pre_parts[0](node, lin), self.pre_parts[1](node, lin)
+
+    def messages(self, node, edge, edge_index, sh, radial, frame=None,
+                 node_terms=None) -> torch.Tensor:
         """The convolution over ``[node_i, node_j, edge]`` of each edge: ``(E, irreps_out.dim)``.
 
-        Per edge, so it can run on any subset of the edges (the model's edge chunks).
+        Per edge, so it can run on any subset of the edges (the model's edge chunks). Given
+        ``node_terms`` (:meth:`node_terms`, edge frame only), the first linear's node parts
+        are gathered per edge and only its edge part runs per edge, instead of gathering and
+        concatenating both nodes' features and running the linear on all three: ~4 % less
+        CPU time in prediction. The model passes them only without autograd: in training
+        the three partial linears dispatch ~15 % more operations per step (which bounds a
+        GPU step) and gain nothing on the CPU (bench/README.md).
         """
-        x = torch.cat([node[edge_index[0]], node[edge_index[1]], edge], dim=-1)
-        return self.conv(x, sh, radial, frame)
+        if frame is None or node_terms is None:
+            x = torch.cat([node[edge_index[0]], node[edge_index[1]], edge], dim=-1)
+            return self.conv(x, sh, radial, frame)
+        pi, pj = node_terms
+        h = (pi.index_select(0, edge_index[0]) + pj.index_select(0, edge_index[1])
+             + self.pre_parts[2](edge, self.conv.lin_pre))
+        return self.conv.forward_mid(h, sh, radial, frame)
 
 
 class NodeUpdateBlock(_UpdateBlock):
@@ -268,8 +297,9 @@ class NodeUpdateBlock(_UpdateBlock):
         upd = self.lin_post_typed(aggregated * self.inv_sqrt_neighbors, self.lin_post)
         return self.norm(self.skip(node) + (upd + self.self_connection(node, species)))
 
-    def forward(self, node, edge, edge_index, species, sh, radial, frame=None) -> torch.Tensor:
-        msg = self.messages(node, edge, edge_index, sh, radial, frame)
+    def forward(self, node, edge, edge_index, species, sh, radial, frame=None,
+                node_terms=None) -> torch.Tensor:
+        msg = self.messages(node, edge, edge_index, sh, radial, frame, node_terms)
         agg = torch.zeros(node.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
         return self.update(node, agg.index_add_(0, edge_index[0], msg), species)
 
@@ -288,8 +318,9 @@ class EdgeUpdateBlock(_UpdateBlock):
                          num_species**2, num_radial, radial_hidden)
         self.num_species = num_species
 
-    def forward(self, node, edge, edge_index, species, sh, radial, frame=None) -> torch.Tensor:
-        upd = self.lin_post_typed(self.messages(node, edge, edge_index, sh, radial, frame),
-                                  self.lin_post)
+    def forward(self, node, edge, edge_index, species, sh, radial, frame=None,
+                node_terms=None) -> torch.Tensor:
+        upd = self.lin_post_typed(
+            self.messages(node, edge, edge_index, sh, radial, frame, node_terms), self.lin_post)
         pair = species[edge_index[0]] * self.num_species + species[edge_index[1]]
         return self.norm(self.skip(edge) + upd + self.self_connection(edge, pair))

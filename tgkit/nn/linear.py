@@ -55,19 +55,26 @@ class TypedLinear(nn.Module):
     products in a handful of operations per type, and without the zero blocks of one dense
     ``(irreps_in.dim, irreps_out.dim)`` matrix (14x more multiply-adds at DeepH-E3's widths).
 
-    Shapes: ``x (E, lin.irreps_in.dim)`` -> ``(E, lin.irreps_out.dim)``.
+    With ``inputs`` (entries of ``lin.irreps_in``), the restriction of the map to those
+    entries: ``x`` then holds only them (``irreps_in`` lists them).
+
+    Shapes: ``x (E, irreps_in.dim)`` -> ``(E, lin.irreps_out.dim)``.
     """
 
-    def __init__(self, lin: o3.Linear) -> None:
+    def __init__(self, lin: o3.Linear, inputs: list[int] | None = None) -> None:
         super().__init__()
-        self.irreps_in, self.irreps_out = lin.irreps_in, lin.irreps_out
+        entries = list(range(len(list(lin.irreps_in)))) if inputs is None else list(inputs)
+        # with ``inputs``, the map restricted to those input entries (the rest read as zero):
+        # by linearity, lin(x) is the sum of its restrictions to disjoint parts of x
+        self.irreps_in = o3.Irreps([lin.irreps_in[k] for k in entries])
+        self.irreps_out = lin.irreps_out
         index, scale = linear_sources(lin)
         c_in = cumulative([mul for mul, _ in lin.irreps_in])
         c_out = cumulative([mul for mul, _ in lin.irreps_out])
-        self.types = []  # (irrep, input entries, output entries, mul_in, mul_out)
+        self.types = []  # (irrep, input entries (of irreps_in), output entries, mul_in, mul_out)
         idx, sc = [], []
         for ir in sorted({ir for _, ir in lin.irreps_out}):
-            ins = [k for k, (m, i) in enumerate(lin.irreps_in) if i == ir and m > 0]
+            ins = [k for k in entries if lin.irreps_in[k].ir == ir and lin.irreps_in[k].mul > 0]
             outs = [k for k, (m, i) in enumerate(lin.irreps_out) if i == ir and m > 0]
             rows = [c_in[k] + r for k in ins for r in range(lin.irreps_in[k].mul)]
             cols = [c_out[k] + c for k in outs for c in range(lin.irreps_out[k].mul)]
@@ -75,7 +82,7 @@ class TypedLinear(nn.Module):
                 continue
             idx += [index[r][c] for r in rows for c in cols]
             sc += [scale[r][c] for r in rows for c in cols]
-            self.types.append((ir, ins, outs, len(rows), len(cols)))
+            self.types.append((ir, [entries.index(k) for k in ins], outs, len(rows), len(cols)))
         self.register_buffer("index", torch.tensor(idx, dtype=torch.long), persistent=False)
         self.register_buffer("scale", torch.tensor(sc).to(torch.get_default_dtype()),
                              persistent=False)

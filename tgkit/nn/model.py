@@ -238,15 +238,20 @@ class HamiltonianModel(nn.Module):
         z = None
         for k, (nb, eb) in enumerate(zip(self.node_blocks, self.edge_blocks, strict=True)):
             agg = node.new_zeros(node.shape[0], nb.irreps_out.dim)
+            # without autograd (prediction, validation), the first linear's node parts once
+            # per node for all chunks (edge frame only; _UpdateBlock.messages says why)
+            split = geometry[0][2] is not None and not torch.is_grad_enabled()
+            terms = nb.node_terms(node) if split else None
             for c, (radial, sh, frame) in zip(parts, geometry, strict=True):
                 ei = edge_index[:, c]
-                agg.index_add_(0, ei[0], nb.messages(node, edge[c], ei, sh, radial, frame))
+                agg.index_add_(0, ei[0], nb.messages(node, edge[c], ei, sh, radial, frame, terms))
             node = nb.update(node, agg, species)
             if self.node_grads:
                 node, _ = self.node_grads[k](node)
             new_edge, new_z = _Rows(num_edges), _Rows(num_edges)
+            terms = eb.node_terms(node) if split else None
             for c, (radial, sh, frame) in zip(parts, geometry, strict=True):
-                e = eb(node, edge[c], edge_index[:, c], species, sh, radial, frame)
+                e = eb(node, edge[c], edge_index[:, c], species, sh, radial, frame, terms)
                 if self.edge_grads:
                     e, z_c = self.edge_grads[k](e)  # z_c is None at a NoGrad position
                     new_z.put(c, z_c)
