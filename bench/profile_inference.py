@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-CONV_REST = "conv: rest (dense linear before the product, radial MLP)"
+CONV_REST = "conv: rest (radial MLP and the product's weights)"
+FIRST_LINEAR = "conv: first linear (node parts once per node, edge part per edge)"
 
 
 def tag_of(name: str, mod: torch.nn.Module) -> str | None:
@@ -45,8 +46,8 @@ def tag_of(name: str, mod: torch.nn.Module) -> str | None:
     leaf = name.split(".")[-1]
     if isinstance(mod, TraceGrad):
         return "TraceGrad (node+edge)"
-    if isinstance(mod, EquivariantConv):
-        return CONV_REST
+    if ".pre_parts." in f".{name}.":
+        return FIRST_LINEAR
     if ".conv." in f".{name}.":
         return {"frame_product": "conv: TP with SH + linear, in the edge frame",
                 "gate": "conv: gate"}.get(leaf)
@@ -95,6 +96,9 @@ def main() -> None:
     rotations = "conv: rotations into / out of the edge frame"
     time_function(tgkit.nn.blocks, "rotate", rotations, acc)
     time_function(tgkit.nn.model, "edge_frame", "edge frames (Wigner-D per edge, once)", acc)
+    for mod in model.modules():   # a convolution from its first linear's output on
+        if isinstance(mod, EquivariantConv):
+            time_function(mod, "forward_mid", CONV_REST, acc)
     for name, mod in model.named_modules():
         tag = tag_of(name, mod)
         if tag is None:
@@ -113,8 +117,10 @@ def main() -> None:
         tgkit.nn.inference.predict_chunked(model, g, args.chunk)
     total = time.process_time() - c0
     edges = int(g["edge_index"].shape[1])
-    # whole convolutions were timed under CONV_REST: keep only what no other tag covers
-    acc[CONV_REST] -= sum(v for k, v in acc.items() if k.startswith("conv:") and k != CONV_REST)
+    # convolutions after their first linear were timed under CONV_REST: keep only what no
+    # other tag covers
+    acc[CONV_REST] -= sum(v for k, v in acc.items()
+                          if k.startswith("conv:") and k not in (CONV_REST, FIRST_LINEAR))
     acc["other (gathers, message sums, head symmetrisation, copies)"] = total - sum(acc.values())
     rows = {k: {"cpu_s": round(v, 3), "share": round(v / total, 3)}
             for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
