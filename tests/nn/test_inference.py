@@ -34,6 +34,32 @@ def test_chunked_equals_forward(setup, spinful, mixed_graph, bilayer_graph):
 
 
 @pytest.mark.parametrize("setup", ["baseline", "tracegrad"])
+def test_chunks_in_worker_threads_equal_one_thread(setup, bilayer_graph, monkeypatch):
+    from tgkit.nn.edge_frame import FrameProduct
+
+    monkeypatch.setattr(FrameProduct, "blocks_min_edges", 64)
+    # each chunk runs the same single-threaded code in a worker; sums stay in chunk order.
+    # With the frame product's no-autograd plan from 64 edges, the workers must see the
+    # caller's no_grad to give the same bits
+    model = get_model(setup, False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            ref = model(bilayer_graph, chunk_edges=150)
+            out = predict_chunked(model, bilayer_graph, chunk_edges=150, workers=3)
+        assert torch.get_num_threads() == 1   # restored after the parallel forward
+        with torch.enable_grad():   # autograd mode reaches the workers too
+            grad_out = model(bilayer_graph, chunk_edges=150, workers=2)[K.H_PRED]
+    finally:
+        torch.set_num_threads(threads)
+    for key in ref:
+        assert torch.equal(out[key], ref[key]), key
+    assert grad_out.requires_grad
+    assert (grad_out.detach() - ref[K.H_PRED]).abs().max() <= 1e-10
+
+
+@pytest.mark.parametrize("setup", ["baseline", "tracegrad"])
 def test_split_first_linear_without_autograd_equals_concatenation(setup, bilayer_graph):
     # without autograd the blocks run the first linear's node parts per node (node_terms);
     # with it, on the concatenated [node_i, node_j, edge] per edge: the same blocks

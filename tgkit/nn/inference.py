@@ -26,9 +26,11 @@ CPU_CHUNK_EDGES = 4096
 
 
 def predict_chunked(
-    model: HamiltonianModel, graph: dict[str, torch.Tensor], chunk_edges: int = CPU_CHUNK_EDGES
+    model: HamiltonianModel, graph: dict[str, torch.Tensor], chunk_edges: int = CPU_CHUNK_EDGES,
+    workers: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``model(graph, chunk_edges=chunk_edges)``: at most ``chunk_edges`` edges at a time.
+    """``model(graph, chunk_edges=chunk_edges, workers=...)``: at most ``chunk_edges`` edges
+    at a time.
 
     Args:
         model: a model (training or inference copy); evaluated as is (call ``.eval()`` first
@@ -37,6 +39,8 @@ def predict_chunked(
         chunk_edges: edges per chunk; smaller lowers peak memory, larger lowers per-call
             overhead. The default keeps a chunk's activations in a CPU's cache (2048-4096
             measured fastest on the development CPU); on a GPU, larger chunks fill the device.
+        workers: chunks computed at once, each in a thread with one torch thread
+            (:func:`tgkit.nn.model.each_chunk`); None: :func:`default_workers`.
 
     Returns:
         The outputs of ``model(graph)`` (``H_PRED``, ``H_MASK``, ...). Run it under
@@ -49,7 +53,18 @@ def predict_chunked(
         raise ValueError("the graph has no edges (every atom has at least its self-loop)")
     if graph[K.EDGE_INDEX].device.type == "cpu":
         reuse_freed_memory()
-    return model(graph, chunk_edges=chunk_edges)
+    if workers is None:
+        workers = default_workers(graph[K.EDGE_INDEX].device)
+    return model(graph, chunk_edges=chunk_edges, workers=workers)
+
+
+def default_workers(device: torch.device) -> int:
+    """Chunks to run at once: on a CPU without autograd, torch's thread count (one chunk per
+    core, each on one thread: 1.4x faster than torch's two intra-op threads on the 2-core
+    development VM, bench/README.md); otherwise (GPU, or a graph for training) 1."""
+    if device.type != "cpu" or torch.is_grad_enabled():
+        return 1
+    return torch.get_num_threads()
 
 
 def predict_structure(
@@ -91,5 +106,6 @@ def predict_structure(
             reuse_freed_memory()
         if chunk_edges is None:
             chunk_edges = CPU_CHUNK_EDGES if on_cpu else 0
-        h = model(g, chunk_edges=chunk_edges)[K.H_PRED]
+        h = model(g, chunk_edges=chunk_edges,
+                  workers=default_workers(g[K.EDGE_VEC].device))[K.H_PRED]
     return graph_blocks({**g, K.HAMILTONIAN: h}, model.basis)

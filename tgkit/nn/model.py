@@ -22,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import re
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 from e3nn import o3
@@ -93,6 +96,39 @@ class _Rows:
         if self.value is None:
             self.value = rows.new_empty((self.num, *rows.shape[1:]))
         self.value[chunk] = rows
+
+
+def each_chunk(fn: Callable[[Any], Any], parts: list, workers: int = 1) -> Iterator[Any]:
+    """``fn(c)`` for every item ``c`` of ``parts`` (the model's chunks), yielded in order.
+
+    With ``workers > 1``, up to that many chunks run at once in Python threads, each with one
+    torch thread (the ops release the GIL), at most ``2 * workers`` results ahead of the
+    consumer. Each chunk's work is the same code as with ``workers=1`` on one torch thread,
+    so the results are the same, bit for bit (tested), and whatever the consumer does with
+    them (sums onto nodes, writes into per-edge buffers) happens in the caller's thread, in
+    chunk order.
+    Gradient and inference modes, which are per thread in torch, are carried into the workers.
+    On 2 CPU cores this beats torch's own two intra-op threads, which spend ~40 % of the CPU
+    time on small ops in coordination (bench/README.md).
+    """
+    if workers <= 1 or len(parts) <= 1:
+        yield from map(fn, parts)
+        return
+    grad, infer = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def run(c: Any) -> Any:
+        with torch.inference_mode(infer), torch.set_grad_enabled(grad):
+            return fn(c)
+
+    # initializer: one torch thread in each worker (the setting is per calling thread)
+    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        pending: deque[Future] = deque()
+        for c in parts:
+            pending.append(pool.submit(run, c))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class HamiltonianModel(nn.Module):
@@ -209,8 +245,8 @@ class HamiltonianModel(nn.Module):
                  if self.model_config.use_edge_frame else None)
         return self.radial_basis(vec.norm(dim=-1)), sh, frame
 
-    def forward(self, graph: dict[str, torch.Tensor],
-                chunk_edges: int | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, graph: dict[str, torch.Tensor], chunk_edges: int | None = None,
+                workers: int = 1) -> dict[str, torch.Tensor]:
         """Predict the blocks of every edge of ``graph`` (see the module docstring).
 
         Args:
@@ -223,17 +259,38 @@ class HamiltonianModel(nn.Module):
                 reverse edges of all chunks. Same result to round-off, with peak memory the
                 stored per-edge features plus one chunk's activations
                 (:mod:`tgkit.nn.inference`).
+            workers: run up to this many chunks at once, in threads of one torch thread each
+                (:func:`each_chunk`; CPU prediction). The same result as ``workers=1`` on one
+                torch thread.
         """
+        parts = edge_chunks(graph[K.EDGE_INDEX].shape[1], chunk_edges)
+        if workers <= 1 or len(parts) <= 1:
+            return self._forward(graph, parts, 1)
+        # this thread too on one torch thread meanwhile: an intra-op team of its own would
+        # spin on the cores the workers need (measured: no gain at all without this)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._forward(graph, parts, workers)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _forward(self, graph: dict[str, torch.Tensor], parts: list[slice],
+                 workers: int) -> dict[str, torch.Tensor]:
         edge_index, species = graph[K.EDGE_INDEX], graph[K.SPECIES]
         num_edges = edge_index.shape[1]
-        parts = edge_chunks(num_edges, chunk_edges)
+
+        def chunks(fn: Callable[[int], Any]) -> Iterator[tuple[slice, Any]]:
+            """(chunk, fn(chunk number)) in chunk order; fn may run in worker threads."""
+            return zip(parts, each_chunk(fn, list(range(len(parts))), workers), strict=True)
+
         # per chunk, computed once for all blocks: radial basis, harmonics and edge frames
         # (~230 floats per edge; recomputing the frames per block costs more than a conv)
-        geometry = [self.edge_geometry(graph[K.EDGE_VEC][c]) for c in parts]
+        geometry = [g for _, g in chunks(lambda i: self.edge_geometry(graph[K.EDGE_VEC][parts[i]]))]
         node = self.node_embedding(species)
         edge = _Rows(num_edges)
-        for c, (radial, _, _) in zip(parts, geometry, strict=True):
-            edge.put(c, self.edge_embedding(radial))
+        for c, rows in chunks(lambda i: self.edge_embedding(geometry[i][0])):
+            edge.put(c, rows)
         edge = edge.value
         z = None
         for k, (nb, eb) in enumerate(zip(self.node_blocks, self.edge_blocks, strict=True)):
@@ -242,38 +299,56 @@ class HamiltonianModel(nn.Module):
             # per node for all chunks (edge frame only; _UpdateBlock.messages says why)
             split = geometry[0][2] is not None and not torch.is_grad_enabled()
             terms = nb.node_terms(node) if split else None
-            for c, (radial, sh, frame) in zip(parts, geometry, strict=True):
-                ei = edge_index[:, c]
-                agg.index_add_(0, ei[0], nb.messages(node, edge[c], ei, sh, radial, frame, terms))
+
+            def messages(i: int, nb=nb, node=node, edge=edge, terms=terms) -> torch.Tensor:
+                (radial, sh, frame), c = geometry[i], parts[i]
+                return nb.messages(node, edge[c], edge_index[:, c], sh, radial, frame, terms)
+
+            for c, msg in chunks(messages):   # summed in chunk order, in this thread
+                agg.index_add_(0, edge_index[0, c], msg)
             node = nb.update(node, agg, species)
             if self.node_grads:
                 node, _ = self.node_grads[k](node)
-            new_edge, new_z = _Rows(num_edges), _Rows(num_edges)
             terms = eb.node_terms(node) if split else None
-            for c, (radial, sh, frame) in zip(parts, geometry, strict=True):
+
+            def edge_update(i: int, k=k, eb=eb, node=node, edge=edge, terms=terms):
+                (radial, sh, frame), c = geometry[i], parts[i]
                 e = eb(node, edge[c], edge_index[:, c], species, sh, radial, frame, terms)
                 if self.edge_grads:
-                    e, z_c = self.edge_grads[k](e)  # z_c is None at a NoGrad position
-                    new_z.put(c, z_c)
+                    return self.edge_grads[k](e)  # z is None at a NoGrad position
+                return e, None
+
+            new_edge, new_z = _Rows(num_edges), _Rows(num_edges)
+            for c, (e, z_c) in chunks(edge_update):
                 new_edge.put(c, e)
+                new_z.put(c, z_c)
             edge = new_edge.value
             z = z if new_z.value is None else new_z.value
         t_pred = _Rows(num_edges)  # stays empty without a T decoder
         if self.trace_decoder is not None:
-            for c in parts:
+            def traces(i: int, edge=edge, z=z) -> torch.Tensor:
+                c = parts[i]
                 z_c = self.trace_branch(edge[c])[1] if self.trace_branch is not None else z[c]
-                t_pred.put(c, self.trace_decoder(z_c))
+                return self.trace_decoder(z_c)
+
+            for c, t in chunks(traces):
+                t_pred.put(c, t)
         # the head decodes each edge's block once, then pairs it with its reverse edge's
         y = _Rows(num_edges)
-        for c in parts:
-            y.put(c, self.head.decode_blocks(edge[c]))
+        for c, rows in chunks(lambda i, edge=edge: self.head.decode_blocks(edge[parts[i]])):
+            y.put(c, rows)
         y, reverse = y.value, graph[K.REVERSE_EDGE]
         del edge, z
-        h, mask = _Rows(num_edges), _Rows(num_edges)
-        for c in parts:
+
+        def hermitian(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            c = parts[i]
             ei = edge_index[:, c]
             m = element_mask(self.basis, species[ei[0]], species[ei[1]], self.spinful)
-            h.put(c, self.head.hermitian(y[c], y[reverse[c]]) * m)
+            return self.head.hermitian(y[c], y[reverse[c]]) * m, m
+
+        h, mask = _Rows(num_edges), _Rows(num_edges)
+        for c, (h_c, m) in chunks(hermitian):
+            h.put(c, h_c)
             mask.put(c, m)
         si, sj = species[edge_index[0]], species[edge_index[1]]
         out = {K.H_PRED: h.value, K.H_MASK: mask.value,
