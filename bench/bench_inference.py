@@ -76,7 +76,7 @@ def child(args: argparse.Namespace) -> None:
     model = model.export_inference().to(dev)
     setup = model.setup
     rec: dict = {"m": args.child, "threads": torch.get_num_threads(), "setup": setup,
-                 "allocator": args.allocator,
+                 "allocator": args.allocator, "workers": args.workers,
                  "device": str(dev),
                  "chunk_edges": args.chunk, "hwm_after_model_GiB": vm_hwm_gib()}
     t = time.perf_counter()
@@ -92,7 +92,7 @@ def child(args: argparse.Namespace) -> None:
     g = {k: v.to(dev) for k, v in g.items()}
     t, c = time.perf_counter(), cpu_s()
     with torch.no_grad():  # closed-form Grad: no autograd needed (inference_mode: same speed)
-        out = predict_chunked(model, g, chunk_edges=args.chunk)
+        out = predict_chunked(model, g, chunk_edges=args.chunk, workers=args.workers)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         rec["peak_cuda_GiB"] = torch.cuda.max_memory_allocated() / 2**30
@@ -151,6 +151,9 @@ def main() -> None:
     p.add_argument("--allocator", choices=["reuse", "default"], default="reuse",
                    help="reuse: what predict_chunked does (reuse_freed_memory); default: "
                         "glibc's malloc settings, for A/B runs")
+    p.add_argument("--workers", type=int, default=None,
+                   help="chunks at once in worker threads (default: predict_chunked's, one per "
+                        "torch thread on a CPU; 1: torch's intra-op threads only)")
     p.add_argument("--summarize", action="store_true",
                    help="recompute scaling and targets of the rows already in --results")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -173,6 +176,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", str(m), "--threads", str(args.threads),
                "--chunk", str(args.chunk), "--cutoff", str(args.cutoff), "--config", args.config,
                "--device", args.device, "--allocator", args.allocator]
+        if args.workers is not None:
+            cmd += ["--workers", str(args.workers)]
         if args.model:
             cmd += ["--model", args.model]
         load0 = os.getloadavg()[0]
