@@ -13,10 +13,11 @@ def reuse_freed_memory() -> bool:
 
     By default, blocks from 128 KiB up are mapped fresh from the kernel and returned on free,
     so every chunk's activations and every large temporary of a training step (MBs each) are
-    page-faulted and zeroed again: 4-12 % of a CPU prediction (``bench/bench_inference.py
-    --allocator default`` against ``reuse``) and ~4 % of a training step (bench/README.md),
-    with the same peak memory. :func:`tgkit.nn.inference.predict_chunked`,
-    ``predict_structure`` and :func:`tgkit.train.run.train` call it. Returns False where the
+    page-faulted and zeroed again: 7-14 % of a CPU prediction of 1,084 atoms, nothing
+    measurable at 10,444 (``bench/bench_inference.py --allocator default`` against ``reuse``),
+    and ~4 % of a training step (bench/README.md), with the same peak memory.
+    :func:`tgkit.nn.inference.predict_chunked`, ``predict_structure`` and
+    :func:`tgkit.train.run.train` call it. Returns False where the
     C library is not glibc (nothing is changed there).
     """
     name = ctypes.util.find_library("c")

@@ -259,8 +259,8 @@ class _UpdateBlock(nn.Module):
         are gathered per edge and only its edge part runs per edge, instead of gathering and
         concatenating both nodes' features and running the linear on all three: ~4 % less
         CPU time in prediction. The model passes them only without autograd: in training
-        the three partial linears dispatch ~15 % more operations per step (which bounds a
-        GPU step) and gain nothing on the CPU (bench/README.md).
+        the three partial linears dispatch more operations per step than one (what bounds
+        a GPU step) and gained nothing on the CPU (bench/README.md).
         """
         if frame is None or node_terms is None:
             x = torch.cat([node[edge_index[0]], node[edge_index[1]], edge], dim=-1)

@@ -51,17 +51,23 @@ def predict_chunked(
         raise ValueError(f"chunk_edges must be positive, got {chunk_edges}")
     if graph[K.EDGE_INDEX].shape[1] == 0:
         raise ValueError("the graph has no edges (every atom has at least its self-loop)")
-    if graph[K.EDGE_INDEX].device.type == "cpu":
+    return _run(model, graph, chunk_edges, workers)
+
+
+def _run(model: HamiltonianModel, graph: dict[str, torch.Tensor], chunk_edges: int,
+         workers: int | None) -> dict[str, torch.Tensor]:
+    """The model on ``graph`` with the CPU settings of prediction (allocator, workers)."""
+    device = graph[K.EDGE_INDEX].device
+    if device.type == "cpu":
         reuse_freed_memory()
-    if workers is None:
-        workers = default_workers(graph[K.EDGE_INDEX].device)
-    return model(graph, chunk_edges=chunk_edges, workers=workers)
+    return model(graph, chunk_edges=chunk_edges,
+                 workers=default_workers(device) if workers is None else workers)
 
 
 def default_workers(device: torch.device) -> int:
     """Chunks to run at once: on a CPU without autograd, torch's thread count (one chunk per
-    core, each on one thread: 1.4x faster than torch's two intra-op threads on the 2-core
-    development VM, bench/README.md); otherwise (GPU, or a graph for training) 1."""
+    core, each on one thread, rather than torch's intra-op threads on every small op;
+    bench/README.md); otherwise (GPU, or a graph for training) 1."""
     if device.type != "cpu" or torch.is_grad_enabled():
         return 1
     return torch.get_num_threads()
@@ -101,11 +107,7 @@ def predict_structure(
     g[K.BATCH] = torch.zeros(structure.num_atoms, dtype=torch.long)
     g = to_device(g, param.device if device is None else device)
     with torch.no_grad():  # inference_mode works too (closed-form Grad), no faster here
-        on_cpu = g[K.EDGE_VEC].device.type == "cpu"
-        if on_cpu:
-            reuse_freed_memory()
         if chunk_edges is None:
-            chunk_edges = CPU_CHUNK_EDGES if on_cpu else 0
-        h = model(g, chunk_edges=chunk_edges,
-                  workers=default_workers(g[K.EDGE_VEC].device))[K.H_PRED]
+            chunk_edges = CPU_CHUNK_EDGES if g[K.EDGE_VEC].device.type == "cpu" else 0
+        h = _run(model, g, chunk_edges, None)[K.H_PRED]
     return graph_blocks({**g, K.HAMILTONIAN: h}, model.basis)

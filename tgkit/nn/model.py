@@ -267,7 +267,7 @@ class HamiltonianModel(nn.Module):
         if workers <= 1 or len(parts) <= 1:
             return self._forward(graph, parts, 1)
         # this thread too on one torch thread meanwhile: an intra-op team of its own would
-        # spin on the cores the workers need (measured: no gain at all without this)
+        # spin on the cores the workers need
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
