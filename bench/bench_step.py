@@ -30,7 +30,9 @@ from tgkit.config import Config, TraceGradConfig, load_config
 from tgkit.data.graph import structure_to_graph, to_device
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn import HamiltonianModel, TraceGrad
+from tgkit.runtime import reuse_freed_memory
 from tgkit.train.loss import TraceGradLoss
+from tgkit.train.trainer import adam
 
 SETUPS = ("baseline", "trace", "grad", "tracegrad")
 # "tracegrad-autograd": TraceGrad with v from plain autograd through square (for comparison);
@@ -98,8 +100,13 @@ def count_ops(step) -> int:
     return Counter.n
 
 
-def make_step(model: torch.nn.Module, graph: dict, device: torch.device, loss_fn):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def make_step(model: torch.nn.Module, graph: dict, device: torch.device, loss_fn,
+              optimizer: str = "tgkit"):
+    """One training step as a timed callable. ``optimizer``: ``tgkit`` is the trainer's Adam
+    (:func:`tgkit.train.trainer.adam`, fused where available); ``plain`` is
+    ``torch.optim.Adam``'s default (one loop over the tensors on a CPU)."""
+    opt = (adam(model.parameters(), 1e-3) if optimizer == "tgkit"
+           else torch.optim.Adam(model.parameters(), lr=1e-3))
 
     def step() -> float:
         t0 = time.perf_counter()
@@ -127,7 +134,15 @@ def main() -> None:
                    "(default: tgkit's defaults)")
     p.add_argument("--irreps-hidden", help="override model.irreps_hidden")
     p.add_argument("--num-blocks", type=int, help="override model.num_blocks")
+    p.add_argument("--allocator", choices=["reuse", "default"], default="reuse",
+                   help="reuse: glibc keeps freed blocks, as `tgkit train` sets "
+                   "(tgkit.runtime.reuse_freed_memory); default: glibc's defaults")
+    p.add_argument("--optimizer", choices=["tgkit", "plain"], default="tgkit",
+                   help="tgkit: the trainer's Adam (fused where available); plain: "
+                   "torch.optim.Adam's default")
     args = p.parse_args()
+    if args.allocator == "reuse":
+        reuse_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -149,7 +164,7 @@ def main() -> None:
             for mod in m.modules():
                 if isinstance(mod, TraceGrad):
                     mod.forward = mod.forward_autograd
-        models[setup], steps[setup] = m, make_step(m, graph, device, loss_fn)
+        models[setup], steps[setup] = m, make_step(m, graph, device, loss_fn, args.optimizer)
     for _ in range(args.warmup):
         for setup in args.setups:
             steps[setup]()

@@ -80,17 +80,22 @@ def test_closed_form_equals_autograd(module):
 
 
 @pytest.mark.parametrize("normalize", [False, True])
-def test_forward_autograd_equals_forward(normalize):
-    """The autograd variant bench_step times: same (o, z), and the same parameter gradients
-    through o (second derivatives while training)."""
+@pytest.mark.parametrize("irreps", [IRREPS, "2x0e+1x1o+0x1o+3x0e+2x1o+1x0o+1x0o"])
+def test_forward_autograd_equals_forward(normalize, irreps):
+    """The autograd variant bench_step times: same (o, z), and the same gradients of the
+    parameters and of f through o (second derivatives while training), also with repeated
+    and empty entries of one irrep type and two scalar types."""
+    from e3nn import o3
+
     torch.manual_seed(1)
     with default_dtype(torch.float64):
-        m = TraceGrad(IRREPS, num_invariants=6, hidden=12, num_z=5, normalize=normalize)
-    f = _features().requires_grad_(True)
+        m = TraceGrad(irreps, num_invariants=6, hidden=12, num_z=5, normalize=normalize)
+    f = torch.randn(7, o3.Irreps(irreps).dim, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(2)).requires_grad_(True)
     grads = []
     for fwd in (m.forward, m.forward_autograd):
         o, z = fwd(f)
-        grads.append(torch.autograd.grad((o.pow(2).sum() + z.sum()), list(m.parameters())))
+        grads.append(torch.autograd.grad((o.pow(2).sum() + z.sum()), [f, *m.parameters()]))
         grads.append((o.detach(), z.detach()))
     for a, b in zip(grads[0] + grads[1], grads[2] + grads[3], strict=True):
         assert (a - b).abs().max() <= 1e-10

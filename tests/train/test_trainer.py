@@ -178,3 +178,36 @@ def test_twisted_structures_are_reported_separately(toy_tree, tmp_path):
     assert split["test_twisted"] == ["s004"] and "s004" not in split["train"] + split["test"]
     assert doc["test_t"]["num_samples"] == 1 and list(doc["test_t"]["mae_sample"]) == ["s004"]
     assert doc["test"]["num_samples"] == 1
+
+
+def test_adam_is_fused_adam_and_stays_fused_after_an_older_checkpoint(toy_cache, tmp_path):
+    """tgkit's Adam is torch's update rule (fused kernel, same values to round-off), and a
+    checkpoint saved without the fused flag (before it existed) does not switch it off."""
+    from tgkit.train.checkpoint import load_checkpoint, save_checkpoint
+    from tgkit.train.trainer import adam
+
+    w, g = torch.randn(6, 5, generator=torch.Generator().manual_seed(0)).unbind(0)[:2]
+    a, b = torch.nn.Parameter(w.clone()), torch.nn.Parameter(w.clone())
+    opt_a, opt_b = adam([a], 1e-2), torch.optim.Adam([b], lr=1e-2)
+    for k in range(3):
+        a.grad, b.grad = g * (k + 1), g * (k + 1)
+        opt_a.step()
+        opt_b.step()
+    assert opt_a.param_groups[0]["fused"] is True  # torch 2.13 fuses Adam on the CPU
+    assert (a - w).abs().max() > 1e-3 and (a - b).abs().max() <= 1e-6
+
+    run = tmp_path / "r"
+    train(tiny_config(toy_cache, run, max_steps=2), verbose=False)
+    state = load_checkpoint(run / "last.pt")
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"] = None
+    save_checkpoint(state, run / "last.pt")
+    seen = []
+
+    class Probe(H.Hook):
+        def on_fit_start(self, trainer):
+            seen.append([grp["fused"] for grp in trainer.optimizer.param_groups])
+
+    out = train(tiny_config(toy_cache, run, max_steps=4), resume=True, extra_hooks=[Probe()],
+                verbose=False)
+    assert out["steps"] == 4 and seen == [[True]]

@@ -27,6 +27,25 @@ from torch import nn
 from tgkit.irreps import OrbitalBasis
 
 
+class _RowDot(torch.autograd.Function):
+    """``u[..., c] = sum_i p[..., c, i] f[..., i]`` with a backward of broadcast products.
+
+    Autograd of a batched mat-vec would form ``dL/dp`` as a batched matmul of inner size 1,
+    and of a broadcast product and sum through stride-0 views: both several times slower on
+    a CPU than the products written here (``bench/bench_tracegrad_module.py``).
+    """
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(p, f)
+        return (p * f.unsqueeze(-2)).sum(-1)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p, f = ctx.saved_tensors
+        return g.unsqueeze(-1) * f.unsqueeze(-2), (g.unsqueeze(-2) @ p).squeeze(-2)
+
+
 class TraceGrad(nn.Module):
     """Invariant branch ``z = s_nonlin(square(f))`` and, when ``use_grad``, ``o = f + dz/df``.
 
@@ -51,12 +70,15 @@ class TraceGrad(nn.Module):
         self.irreps_z = o3.Irreps(f"{num_z}x0e")
         self.use_grad, self.normalize = use_grad, normalize
         # one group per irrep type (l, p): slices of f that are channels of that type
-        self.groups: list[tuple[o3.Irrep, list[slice], int]] = []
+        # (2l+1, [(start, stop) of its entries in f], mul): plain ints, so that forward
+        # touches no e3nn object (torch.compile cannot trace Irreps)
+        self.groups: list[tuple[int, list[tuple[int, int]], int]] = []
+        self._slices = [(sl.start, sl.stop) for sl in self.irreps_in.slices()]
         for ir in sorted({ir for mul, ir in self.irreps_in if mul > 0}):
-            sls = [sl for (m, i), sl in zip(self.irreps_in, self.irreps_in.slices(), strict=True)
+            sls = [sl for (m, i), sl in zip(self.irreps_in, self._slices, strict=True)
                    if i == ir and m > 0]
             mul = sum(self.irreps_in[k].mul for k, (_, i) in enumerate(self.irreps_in) if i == ir)
-            self.groups.append((ir, sls, mul))
+            self.groups.append((ir.dim, sls, mul))
         # W of eq. 9: W[c, i, j] mixes channel pair (i, j) of one degree into invariant c
         self.square_weights = nn.ParameterList([
             nn.Parameter(torch.randn(num_invariants, mul, mul) / (mul * len(self.groups) ** 0.5))
@@ -68,73 +90,94 @@ class TraceGrad(nn.Module):
         )
         if zero_init:
             nn.init.zeros_(self.s_nonlin[-1].weight)
+        # all W flattened side by side: the column of each entry's transpose (W + W^T in one
+        # gather) and the CG coefficient to degree 0, 1/sqrt(2l+1), of each column
+        transpose, scale, start = [], [], 0
+        for dim, _, mul in self.groups:
+            transpose.append(start + torch.arange(mul * mul).view(mul, mul).T.flatten())
+            scale.append(torch.full((mul * mul,), dim**-0.5))
+            start += mul * mul
+        self.register_buffer("_transpose", torch.cat(transpose), persistent=False)
+        self.register_buffer("_scale", torch.cat(scale), persistent=False)
 
     def _split(self, f: torch.Tensor) -> list[torch.Tensor]:
-        """f -> per irrep type ``(..., mul, 2l+1)`` (one split of f, no per-slice copies)."""
+        """f -> per irrep type ``(..., 2l+1, mul)`` (views where possible): components-major,
+        so that the batched matmuls below have ``mul``, not ``2l+1``, columns (several times
+        faster on a CPU)."""
         lead = f.shape[:-1]
         # keyed by (start, stop): an empty entry (0x1o) starts where the next one does
-        pieces = dict(zip([(sl.start, sl.stop) for sl in self.irreps_in.slices()],
-                          f.split([sl.stop - sl.start for sl in self.irreps_in.slices()], -1),
+        pieces = dict(zip(self._slices, f.split([b - a for a, b in self._slices], -1),
                           strict=True))
         out = []
-        for ir, sls, _ in self.groups:
-            xs = [pieces[sl.start, sl.stop].reshape(*lead, -1, ir.dim) for sl in sls]
-            out.append(xs[0] if len(xs) == 1 else torch.cat(xs, dim=-2))
+        for dim, sls, _ in self.groups:
+            xs = [pieces[sl].reshape(*lead, -1, dim) for sl in sls]
+            out.append((xs[0] if len(xs) == 1 else torch.cat(xs, dim=-2)).transpose(-1, -2))
         return out
 
     def _merge(self, parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`_split`."""
         lead = like.shape[:-1]
         pieces = {}
-        for (ir, sls, _), x in zip(self.groups, parts, strict=True):
-            sizes = [(sl.stop - sl.start) // ir.dim for sl in sls]
-            for sl, xs in zip(sls, x.split(sizes, dim=-2), strict=True):
-                pieces[sl.start, sl.stop] = xs.reshape(*lead, -1)
-        return torch.cat([pieces[sl.start, sl.stop] if (sl.start, sl.stop) in pieces else
-                          like.new_zeros(*lead, sl.stop - sl.start)
-                          for sl in self.irreps_in.slices()], dim=-1)
+        for (dim, sls, _), x in zip(self.groups, parts, strict=True):
+            sizes = [(b - a) // dim for a, b in sls]
+            for sl, xs in zip(sls, x.transpose(-1, -2).split(sizes, dim=-2), strict=True):
+                pieces[sl] = xs.reshape(*lead, -1)
+        return torch.cat([pieces[sl] if sl in pieces else like.new_zeros(*lead, sl[1] - sl[0])
+                          for sl in self._slices], dim=-1)
+
+    def _weights(self) -> list[torch.Tensor]:
+        """Per irrep type ``K = (W + W^T) / sqrt(2l+1)``, ``(num_invariants, mul * mul)``,
+        from a few operations on all W at once (per type, many small operations otherwise)."""
+        w = torch.cat([w.flatten(1) for w in self.square_weights], dim=1)
+        k = (w + w.index_select(1, self._transpose)) * self._scale
+        return list(k.split([mul * mul for _, _, mul in self.groups], dim=1))
 
     def square(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """``u = CGDecomp_ext(f (x) f, 0, W)``: ``(..., num_invariants)``, invariant."""
-        return self._square(parts)[0]
+        return self._square(parts, self._weights())[0]
 
-    def _square(self, parts: list[torch.Tensor]
+    def _square(self, parts: list[torch.Tensor], ks: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """u, and per scalar group ``P_c = S^c f`` (``S^c = (W^c + W^c^T) / 2``) for v."""
-        u, cache = 0.0, []
-        for (ir, _, mul), x, w in zip(self.groups, parts, self.square_weights, strict=True):
-            if ir.dim == 1:
-                # scalars: u_c = f^T S^c f from one matmul P = S f, which v reuses; cheaper
-                # than the Gram matrix (a batched outer product) for the widest channels.
-                # Both contractions with P are batched mat-vecs: less module time than a
-                # broadcast mul + sum, which builds (..., C, mul) temporaries (table in
-                # bench/README.md, bench/bench_tracegrad_module.py)
-                f = x.squeeze(-1)
-                sym = (w + w.transpose(-1, -2)) / 2
-                p = (f @ sym.transpose(0, 1).flatten(1)).unflatten(-1, (-1, mul))
-                u = u + (p @ f.unsqueeze(-1)).squeeze(-1)
+        """u, and per scalar type ``P_c = K^c f`` for v.
+
+        ``u_c = sum_l sum_ij W^c_l[i, j] (f_l f_l^T)[i, j] / sqrt(2l+1)
+        = 1/2 sum_l <K^c_l, f_l f_l^T>`` since the Gram matrix is symmetric.
+        """
+        u, cache, grams, k_grams = 0.0, [], [], []
+        for (dim, _, mul), x, k in zip(self.groups, parts, ks, strict=True):
+            if dim == 1:
+                # scalars: u_c = f^T K^c f / 2 from one matmul P = K f, which v reuses;
+                # cheaper than the Gram matrix (a batched outer product) for the widest type
+                f = x.squeeze(-2)
+                p = f @ k.view(-1, mul, mul).transpose(0, 1).reshape(mul, -1)
+                p = p.unflatten(-1, (-1, mul))
+                u = u + _RowDot.apply(p, f)
                 cache.append(p)
-                continue
-            gram = x @ x.transpose(-1, -2)  # (..., mul, mul), rotation invariant
-            u = u + gram.flatten(-2) @ w.flatten(1).T / ir.dim**0.5
-            cache.append(None)
-        return u, cache
+            else:
+                grams.append((x.transpose(-1, -2) @ x).flatten(-2))  # rotation invariant
+                k_grams.append(k)
+                cache.append(None)
+        if grams:  # all degrees l > 0 in one matmul
+            u = u + torch.cat(grams, dim=-1) @ torch.cat(k_grams, dim=1).T
+        return u * 0.5, cache
 
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = self._split(f)
-        u, cache = self._square(parts)
+        parts, ks = self._split(f), self._weights()
+        u, cache = self._square(parts, ks)
         if not self.use_grad:
             return f, self.s_nonlin(u)
         z, dz_du = self._nonlin_and_grad(u)
+        # v = dZ/df: for scalars sum_c dZ/du_c P_c; for l > 0 m_l f_l with the symmetric
+        # m_l = sum_c dZ/du_c K^c_l, all degrees from one matmul
+        k_grams = [k for (dim, _, _), k in zip(self.groups, ks, strict=True) if dim > 1]
+        ms = iter((dz_du @ torch.cat(k_grams, dim=1)).split([k.shape[1] for k in k_grams], -1)
+                  if k_grams else [])
         v = []
-        for (ir, _, mul), x, w, p in zip(self.groups, parts, self.square_weights, cache,
-                                         strict=True):
-            if p is not None:  # scalars: v = 2 sum_c dZ/du_c S^c f
-                v.append(2 * (dz_du.unsqueeze(-2) @ p).transpose(-1, -2))
-                continue
-            # sum_c dZ/du_c (W^c + W^c^T), symmetrised on the small W rather than per item
-            m = (dz_du @ (w + w.transpose(-1, -2)).flatten(1)).unflatten(-1, (mul, mul))
-            v.append(m @ x / ir.dim**0.5)
+        for (_, _, mul), x, p in zip(self.groups, parts, cache, strict=True):
+            if p is not None:
+                v.append(dz_du.unsqueeze(-2) @ p)
+            else:  # (m f_l)^T = f_l^T m in the (2l+1, mul) layout, m symmetric
+                v.append(x @ next(ms).unflatten(-1, (mul, mul)))
         return self._output(f, self._merge(v, f)), z
 
     def _nonlin_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

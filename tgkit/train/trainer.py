@@ -87,6 +87,18 @@ def evaluate(
     return acc.result()
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam, with PyTorch's fused kernel where the parameters' device has one (CPU and CUDA in
+    torch >= 2.4): one kernel per step for all tensors instead of about 12 operations per
+    tensor (the "ATen ops per step" of ``bench/bench_step.py --optimizer plain`` against
+    ``tgkit``). The same update rule (tested); where fusing is unavailable, Adam's default."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 class Trainer:
     """Trains ``model`` on ``train_set``, validating on ``val_set``.
 
@@ -131,7 +143,7 @@ class Trainer:
         self._hook_keys = [h.name if names.count(h.name) == 1 else f"{h.name}.{k}"
                            for k, h in enumerate(self.hooks)]
         self.loss_fn = TraceGradLoss(config.trace_lambda)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = adam(self.model.parameters(), config.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience,
             cooldown=config.lr_cooldown, threshold=config.lr_threshold, threshold_mode="rel")
@@ -193,7 +205,10 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_weights(self.model, state["model"])
+        fused = [g.get("fused") for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, f in zip(self.optimizer.param_groups, fused, strict=True):
+            group["fused"] = f  # the saved flag (older checkpoints: None) must not switch it off
         self.scheduler.load_state_dict(state["scheduler"])
         t = state["trainer"]
         if t["world_size"] != self.env.world_size and t["batch_in_epoch"]:
