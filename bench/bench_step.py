@@ -5,13 +5,15 @@ training steps (forward, masked MSE on H plus the paper's trace term, backward, 
 round-robin over the setups, so that machine load affects all four alike. It reports the
 median step time, the ratio to baseline, the memory autograd saves for backward in one
 training forward (distinct storages, any device), on a GPU the peak CUDA allocation, and the
-number of ATen operations one step dispatches (each is at least one kernel launch on a GPU).
+number of ATen operations one step dispatches (each is at least one kernel launch on a GPU)
+and the matrix-multiply GFLOP of one step (what a CPU step cannot go below).
 
 Usage (from the repository root)::
 
     .venv/bin/python bench/bench_step.py                 # toy 8-atom graphene, 7.0 A pairs
     .venv/bin/python bench/bench_step.py --data datasets/graphene-8/0000 --steps 10
     .venv/bin/python bench/bench_step.py --setups baseline tracegrad baseline-e3nn tracegrad-e3nn
+    .venv/bin/python bench/bench_step.py --setups baseline tracegrad --num-invariants 16
 """
 
 from __future__ import annotations
@@ -100,6 +102,17 @@ def count_ops(step) -> int:
     return Counter.n
 
 
+def matmul_gflop(step) -> float:
+    """Matrix-multiply GFLOP of one call of ``step`` (torch's FlopCounterMode: mm, bmm,
+    addmm, ...; elementwise work is not counted): the arithmetic a step cannot avoid."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
 def make_step(model: torch.nn.Module, graph: dict, device: torch.device, loss_fn,
               optimizer: str = "tgkit"):
     """One training step as a timed callable. ``optimizer``: ``tgkit`` is the trainer's Adam
@@ -134,6 +147,8 @@ def main() -> None:
                    "(default: tgkit's defaults)")
     p.add_argument("--irreps-hidden", help="override model.irreps_hidden")
     p.add_argument("--num-blocks", type=int, help="override model.num_blocks")
+    p.add_argument("--num-invariants", type=int,
+                   help="override tracegrad.num_invariants (the width of u; default 32)")
     p.add_argument("--allocator", choices=["reuse", "default"], default="reuse",
                    help="reuse: glibc keeps freed blocks, as `tgkit train` sets "
                    "(tgkit.runtime.reuse_freed_memory); default: glibc's defaults")
@@ -156,7 +171,9 @@ def main() -> None:
     steps, models = {}, {}
     for setup in args.setups:
         torch.manual_seed(0)
-        tg = TraceGradConfig(setup=setup.removesuffix("-autograd").removesuffix("-e3nn"))
+        tg = TraceGradConfig(setup=setup.removesuffix("-autograd").removesuffix("-e3nn"),
+                             **({"num_invariants": args.num_invariants}
+                                if args.num_invariants else {}))
         mc = dataclasses.replace(cfg, use_edge_frame=not setup.endswith("-e3nn"))
         m = HamiltonianModel(basis, spinful, mc, tg, dtype=getattr(torch, args.dtype))
         m = m.to(device).train()
@@ -181,25 +198,28 @@ def main() -> None:
                 peak[setup] = max(peak.get(setup, 0.0), torch.cuda.max_memory_allocated() / 2**20)
     saved = {setup: saved_bytes(models[setup], graph, loss_fn) / 2**20 for setup in args.setups}
     ops = {setup: count_ops(steps[setup]) for setup in args.setups}
+    gflop = {setup: matmul_gflop(steps[setup]) for setup in args.setups}
     base = statistics.median(times[args.setups[0]])
     e = graph[K.EDGE_INDEX].shape[1]
     n = graph[K.SPECIES].shape[0]
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
         f"{torch.get_num_threads()} torch threads")
-    print(f"machine: {dev}; torch {torch.__version__}; python {platform.python_version()}")
+    print(f"machine: {dev}; torch {torch.__version__}; python {platform.python_version()}; "
+          f"allocator {args.allocator}; optimizer {args.optimizer}; "
+          f"tracegrad.num_invariants {args.num_invariants or TraceGradConfig().num_invariants}")
     print(f"graph: {n} atoms, {e} edges, B = {basis.dim}{' (SOC)' if spinful else ''}; "
           f"irreps_hidden {cfg.irreps_hidden}, {cfg.num_blocks} blocks, {args.dtype}; "
           f"median of {args.steps} steps after {args.warmup} warm-up, round-robin")
     print(f"| setup | step (ms) | ratio to {args.setups[0]} | saved for backward (MiB) | "
-          f"peak CUDA alloc (MiB) | parameters | ATen ops per step |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f"peak CUDA alloc (MiB) | parameters | ATen ops per step | matmul GFLOP per step |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for setup in args.setups:
         med = statistics.median(times[setup])
         params = sum(q.numel() for q in models[setup].parameters())
         mm = f"{peak[setup]:.0f}" if setup in peak else "-"
         print(f"| {setup} | {1000 * med:.1f} | {med / base:.2f} | {saved[setup]:.1f} | {mm} "
-              f"| {params} | {ops[setup]:,} |")
+              f"| {params} | {ops[setup]:,} | {gflop[setup]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,14 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--allocator", choices=["reuse", "default"], default="reuse",
+                   help="reuse: glibc keeps freed blocks, as `tgkit train` sets "
+                   "(tgkit.runtime.reuse_freed_memory); default: glibc's defaults")
     args = p.parse_args()
+    if args.allocator == "reuse":
+        from tgkit.runtime import reuse_freed_memory
+
+        reuse_freed_memory()
     torch.set_num_threads(args.threads)
     rel = "tgkit/nn/tracegrad.py"
     old_src = subprocess.run(["git", "show", f"{args.against}:{rel}"], cwd=ROOT, check=True,
@@ -116,6 +123,7 @@ def main() -> None:
               f"{inf['new'] / inf['old']:.2f} |")
     if args.out:
         Path(args.out).write_text(json.dumps({"against": args.against, "threads": args.threads,
+                                              "allocator": args.allocator,
                                               "machine": info, "rows": rows}, indent=1) + "\n")
 
 
