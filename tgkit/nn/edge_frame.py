@@ -112,8 +112,9 @@ class FrameProduct(nn.Module):
     Inference on the CPU (no autograd, ``E >= blocks_min_edges``) runs a second plan with the
     same columns: per ``(|m|, input irrep a)`` one matmul of a's ``(u, sign of m1)``
     components with a constant Clebsch-Gordan matrix, the per-edge weights as one contiguous
-    product, and a matmul per output type. Forward only it is 2-2.6x faster from 1,024 edges;
-    with backward the gather plan stays faster at every size (``bench/bench_frame_plans.py``).
+    product, and one matmul to all output types of that |m| (:meth:`_build_block_matrices`).
+    Forward only it is 2-2.6x faster from 1,024 edges; with backward the gather plan stays
+    faster at every size (``bench/bench_frame_plans.py``).
 
     Args:
         tp: e3nn ``TensorProduct`` with weighted 'uvu' paths and the spherical harmonics
@@ -246,6 +247,7 @@ class FrameProduct(nn.Module):
                                  + out_chan.start[k] + c)
         self.register_buffer("final_index", torch.tensor(final), persistent=False)
         self._build_blocks(in1, in2, types, columns)
+        self._build_block_matrices(lin.irreps_out, out_chan)
 
     # edges from which the block plan runs (CPU, no autograd); bench/bench_frame_plans.py:
     # forward only it wins from ~400 edges, with backward at no size
@@ -297,6 +299,44 @@ class FrameProduct(nn.Module):
                     torch.get_default_dtype()), persistent=False)
                 self.blocks.append((m, ns, w0, w1, parts))
 
+    def _build_block_matrices(self, out: o3.Irreps, out_chan: _Channels) -> None:
+        """Per block (|m|, a) one matrix to *all* output types of that |m| side by side, in
+        place of a matmul per type (``(E * ns, n) @ (n, C_t)`` with C_t of 2-16 channels,
+        a few GFLOP/s on a CPU): its entries index the gathered linear weights (the m = 0
+        matrices, which hold every row) or a zero. More multiply-adds (zeros between types),
+        far fewer and larger matmuls; the block plan's accumulators then hold all types of
+        an |m| in one ``(E * ns, sum C_t)`` tensor, laid out by ``block_final_index``."""
+        flat0, pos = {}, 0   # type -> start of its m = 0 matrix in the gathered weights
+        for t, w, c in zip(self.plan_types[0], self.plan[0][1], self.plan[0][2], strict=True):
+            flat0[t] = pos
+            pos += w * c
+        zero = sum(w * c for _, ws, cs in self.plan for w, c in zip(ws, cs, strict=True))
+        col0 = {m: dict(zip(ts, cumulative(cs), strict=True))
+                for m, ts, (_, _, cs) in zip(self.plan_m, self.plan_types, self.plan, strict=True)}
+        width = {m: sum(cs) for m, (_, _, cs) in zip(self.plan_m, self.plan, strict=True)}
+        index, self.block_cols = [], []
+        for m, _, w0, w1, parts in self.blocks:
+            idx = torch.full((w1 - w0, width[m]), zero)
+            for t, off, j0, n in parts:
+                c = out_chan.total[t]
+                idx[off:off + n, col0[m][t]:col0[m][t] + c] = (
+                    flat0[t] + (j0 + torch.arange(n))[:, None] * c + torch.arange(c))
+            index.append(idx.flatten())
+            self.block_cols.append(width[m])
+        self.register_buffer("block_index", torch.cat(index), persistent=False)
+        # output column (entry k, channel c, m3) <- (|m3|, sign row) accumulator, type column
+        sizes = [ns * width[m] for m, (ns, _, _) in zip(self.plan_m, self.plan, strict=True)]
+        start = dict(zip(self.plan_m, cumulative(sizes), strict=True))
+        final = []
+        for k, (mul, ir) in enumerate(out):
+            for c in range(mul):
+                for m3 in range(-ir.l, ir.l + 1):
+                    m = abs(m3)
+                    reached = m in col0 and ir in col0[m]
+                    final.append(start[m] + int(m3 < 0) * width[m] + col0[m][ir]
+                                 + out_chan.start[k] + c if reached else sum(sizes))
+        self.register_buffer("block_final_index", torch.tensor(final), persistent=False)
+
     def frame_weights(self, hidden: torch.Tensor, last: nn.Linear, loops: torch.Tensor
                       ) -> torch.Tensor:
         """The weights :meth:`forward` takes, from the radial MLP's last layer ``last`` (which
@@ -314,16 +354,17 @@ class FrameProduct(nn.Module):
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
         e = x.shape[0]
-        mats = iter(gather_weights(lin.weight, self.lin_index, self.lin_scale).split(
-            [w * c for _, ws, cs in self.plan for w, c in zip(ws, cs, strict=True)]))
+        mats = gather_weights(lin.weight, self.lin_index, self.lin_scale)
         if self.force_plan == "blocks" or self.force_plan == "auto" and e >= self.blocks_min_edges \
                 and x.device.type == "cpu" and not (torch.is_grad_enabled() and (
                     x.requires_grad or weight.requires_grad)):
-            outs = self._blocks(x, weight, mats)
+            outs, final = self._blocks(x, weight, mats), self.block_final_index
         else:
-            outs = self._gathers(x, weight, mats)
+            mats = iter(mats.split([w * c for _, ws, cs in self.plan
+                                    for w, c in zip(ws, cs, strict=True)]))
+            outs, final = self._gathers(x, weight, mats), self.final_index
         outs.append(x.new_zeros(e, 1))
-        return torch.cat(outs, dim=1).index_select(1, self.final_index)
+        return torch.cat(outs, dim=1).index_select(1, final)
 
     def _gathers(self, x: torch.Tensor, weight: torch.Tensor, mats) -> list[torch.Tensor]:
         e = x.shape[0]
@@ -339,20 +380,20 @@ class FrameProduct(nn.Module):
                 outs.append((zt @ next(mats).view(wt, ct)).reshape(e, ns * ct))
         return outs
 
-    def _blocks(self, x: torch.Tensor, weight: torch.Tensor, mats) -> list[torch.Tensor]:
+    def _blocks(self, x: torch.Tensor, weight: torch.Tensor, mats: torch.Tensor
+                ) -> list[torch.Tensor]:
         e = x.shape[0]
-        # the m = 0 matrices hold every (a, u, path) row of each type
-        full = {ir: next(mats).view(-1, c)
-                for ir, c in zip(self.plan_types[0], self.plan[0][2], strict=True)}
-        acc: dict[tuple[int, o3.Irrep], torch.Tensor] = {}
-        for k, (m, ns, w0, w1, parts) in enumerate(self.blocks):
+        mats = torch.cat([mats, mats.new_zeros(1)]).index_select(0, self.block_index)
+        acc: dict[int, torch.Tensor] = {}
+        for k, ((m, ns, w0, w1, _), b, cols) in enumerate(zip(
+                self.blocks, mats.split([(w1 - w0) * c for (_, _, w0, w1, _), c in
+                                         zip(self.blocks, self.block_cols, strict=True)]),
+                self.block_cols, strict=True)):
             z = x.index_select(1, getattr(self, f"xcol_{k}")) @ getattr(self, f"cg_{k}")
-            z = z.view(e, ns, w1 - w0) * weight[:, None, w0:w1]
-            for t, off, j0, n in parts:
-                y = z[:, :, off:off + n].reshape(e * ns, n) @ full[t][j0:j0 + n]
-                acc[m, t] = y if (m, t) not in acc else acc[m, t] + y
-        return [acc[m, ir].view(e, -1)
-                for m, ts in zip(self.plan_m, self.plan_types, strict=True) for ir in ts]
+            z = (z.view(e, ns, w1 - w0) * weight[:, None, w0:w1]).view(e * ns, w1 - w0)
+            b = b.view(w1 - w0, cols)
+            acc[m] = z @ b if m not in acc else acc[m].addmm_(z, b)
+        return [acc[m].view(e, -1) for m in self.plan_m]
 
 
 class _Channels(NamedTuple):
