@@ -253,6 +253,7 @@ class FrameProduct(nn.Module):
     # forward only it wins from ~400 edges, with backward at no size
     blocks_min_edges: int = 512
     force_plan: str = "auto"   # "gathers" or "blocks" forces one (tests, bench)
+    blocks_rows: int = 1024    # edges per row slice of the block plan
 
     def _build_blocks(self, in1: o3.Irreps, in2: o3.Irreps, types: list[o3.Irrep],
                       columns: dict) -> None:
@@ -358,13 +359,12 @@ class FrameProduct(nn.Module):
         if self.force_plan == "blocks" or self.force_plan == "auto" and e >= self.blocks_min_edges \
                 and x.device.type == "cpu" and not (torch.is_grad_enabled() and (
                     x.requires_grad or weight.requires_grad)):
-            outs, final = self._blocks(x, weight, mats), self.block_final_index
-        else:
-            mats = iter(mats.split([w * c for _, ws, cs in self.plan
-                                    for w, c in zip(ws, cs, strict=True)]))
-            outs, final = self._gathers(x, weight, mats), self.final_index
+            return self._blocks(x, weight, mats)
+        mats = iter(mats.split([w * c for _, ws, cs in self.plan
+                                for w, c in zip(ws, cs, strict=True)]))
+        outs = self._gathers(x, weight, mats)
         outs.append(x.new_zeros(e, 1))
-        return torch.cat(outs, dim=1).index_select(1, final)
+        return torch.cat(outs, dim=1).index_select(1, self.final_index)
 
     def _gathers(self, x: torch.Tensor, weight: torch.Tensor, mats) -> list[torch.Tensor]:
         e = x.shape[0]
@@ -381,19 +381,25 @@ class FrameProduct(nn.Module):
         return outs
 
     def _blocks(self, x: torch.Tensor, weight: torch.Tensor, mats: torch.Tensor
-                ) -> list[torch.Tensor]:
-        e = x.shape[0]
-        mats = torch.cat([mats, mats.new_zeros(1)]).index_select(0, self.block_index)
-        acc: dict[int, torch.Tensor] = {}
-        for k, ((m, ns, w0, w1, _), b, cols) in enumerate(zip(
-                self.blocks, mats.split([(w1 - w0) * c for (_, _, w0, w1, _), c in
-                                         zip(self.blocks, self.block_cols, strict=True)]),
-                self.block_cols, strict=True)):
-            z = x.index_select(1, getattr(self, f"xcol_{k}")) @ getattr(self, f"cg_{k}")
-            z = (z.view(e, ns, w1 - w0) * weight[:, None, w0:w1]).view(e * ns, w1 - w0)
-            b = b.view(w1 - w0, cols)
-            acc[m] = z @ b if m not in acc else acc[m].addmm_(z, b)
-        return [acc[m].view(e, -1) for m in self.plan_m]
+                ) -> torch.Tensor:
+        mats = torch.cat([mats, mats.new_zeros(1)]).index_select(0, self.block_index).split(
+            [(w1 - w0) * c for (_, _, w0, w1, _), c in zip(self.blocks, self.block_cols,
+                                                           strict=True)])
+        mats = [b.view(-1, c) for b, c in zip(mats, self.block_cols, strict=True)]
+        rows = []
+        # in row slices of blocks_rows edges, so that each product stays in the CPU's cache
+        # for the weights' product and the next matmul (bench/bench_frame_product.py)
+        for x_r, w_r in zip(x.split(self.blocks_rows), weight.split(self.blocks_rows),
+                            strict=True):
+            e = x_r.shape[0]
+            acc: dict[int, torch.Tensor] = {}
+            for k, ((m, ns, w0, w1, _), b) in enumerate(zip(self.blocks, mats, strict=True)):
+                z = x_r.index_select(1, getattr(self, f"xcol_{k}")) @ getattr(self, f"cg_{k}")
+                z = (z.view(e, ns, w1 - w0) * w_r[:, None, w0:w1]).view(e * ns, w1 - w0)
+                acc[m] = z @ b if m not in acc else acc[m].addmm_(z, b)
+            outs = [acc[m].view(e, -1) for m in self.plan_m] + [x.new_zeros(e, 1)]
+            rows.append(torch.cat(outs, dim=1).index_select(1, self.block_final_index))
+        return rows[0] if len(rows) == 1 else torch.cat(rows)
 
 
 class _Channels(NamedTuple):
