@@ -3,12 +3,16 @@
 Whole-model ``torch.compile`` fails in TorchDynamo on e3nn's ``Irreps`` (``Irreps.__len__``
 raises NotImplementedError while tracing e3nn 0.6's modules), so this compiles what can be
 compiled: every :class:`~tgkit.nn.edge_frame.FrameProduct` (the edge-frame tensor product, the
-largest op count of a step), optionally the equivariant layer norms too (``--layer-norm``). It
+largest op count of a step) through ``HamiltonianModel.compile_training`` (what
+``train.compile: true`` does: dynamic shapes, the training path only), optionally the
+equivariant layer norms (``--layer-norm``) and the TraceGrad modules (``--tracegrad``) too. It
 reports the compile time (the first compiled step) and the median eager and compiled step
 times, alternating eager and compiled steps so that load hits both alike.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py                 # narrow model
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py --config ''     # paper widths
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py --config '' --setup tracegrad \\
+        --tracegrad
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_step as bs  # noqa: E402
 
 from tgkit.config import Config, TraceGradConfig, load_config  # noqa: E402
-from tgkit.nn import HamiltonianModel  # noqa: E402
+from tgkit.nn import HamiltonianModel, TraceGrad  # noqa: E402
 from tgkit.nn.blocks import EquivariantLayerNorm  # noqa: E402
 from tgkit.nn.edge_frame import FrameProduct  # noqa: E402
 
@@ -40,6 +44,8 @@ def main() -> None:
     p.add_argument("--setup", default="baseline")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--layer-norm", action="store_true", help="compile the layer norms too")
+    p.add_argument("--tracegrad", action="store_true",
+                   help="compile the TraceGrad modules too (with --setup tracegrad)")
     args = p.parse_args()
     torch.set_num_threads(1)
     graph, basis, spinful = bs.build_graph(argparse.Namespace(data=None, dtype="float32"))
@@ -49,9 +55,12 @@ def main() -> None:
     model = HamiltonianModel(basis, spinful, cfg.model, TraceGradConfig(setup=args.setup),
                              dtype=torch.float32).train()
     compiled = copy.deepcopy(model)
-    kinds = (FrameProduct, EquivariantLayerNorm) if args.layer_norm else (FrameProduct,)
+    compiled.compile_training()   # the frame products, as train.compile: true does
+    extra = ((EquivariantLayerNorm,) if args.layer_norm else ()) + (
+        (TraceGrad,) if args.tracegrad else ())
+    kinds = (FrameProduct, *extra)
     for mod in compiled.modules():
-        if isinstance(mod, kinds):
+        if isinstance(mod, extra):
             mod.forward = torch.compile(mod.forward, dynamic=False)
     eager = bs.make_step(model, graph, torch.device("cpu"), loss_fn)
     comp = bs.make_step(compiled, graph, torch.device("cpu"), loss_fn)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from e3nn import o3
@@ -111,3 +113,46 @@ def test_update_blocks_frame_equals_reference(mixed_graph):
             n_ref, e_ref = n, e
     assert (n - n_ref).abs().max() <= TOL and (e - e_ref).abs().max() <= TOL
 
+
+
+def _broken_backend(gm, example_inputs):
+    raise RuntimeError("no C++ compiler here")
+
+
+def test_compiled_training_path_equals_eager_and_falls_back():
+    """train.compile: the frame product through torch.compile (dynamo with its 'eager'
+    backend here: the tracing, without inductor's minute of compiling) gives the same values
+    and gradients on two edge counts; a backend that fails warns once and runs eagerly."""
+    with default_dtype(torch.float64):
+        torch.manual_seed(0)
+        conv = EquivariantConv(HIDDEN, o3.Irreps.spherical_harmonics(2), "4x0e+2x1o+2x2e", 5, 8)
+        sh_module = EdgeSphericalHarmonics(2)
+    fp = conv.frame_product
+    g = torch.Generator().manual_seed(3)
+    cases = []
+    for n in (21, 15):  # two sizes: dynamic shapes
+        vec = _vectors(2)[:n]
+        sh = sh_module(vec)
+        cases.append((torch.randn(n, HIDDEN.dim, dtype=torch.float64, generator=g),
+                      sh, torch.randn(n, 5, dtype=torch.float64, generator=g),
+                      edge_frame(vec, sh, 2, lmax_features=4)))
+    results = {}
+    for mode, backend in (("eager", None), ("compiled", "eager"), ("broken", _broken_backend)):
+        fp.compile_backend = backend
+        results[mode] = []
+        for x, sh, radial, frame in cases:
+            conv.zero_grad()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = conv(x, sh, radial, frame)
+            out.pow(2).sum().backward()
+            grads = torch.cat([p.grad.flatten() for p in conv.parameters()])
+            results[mode].append((out.detach(), grads, [str(w.message) for w in caught]))
+    assert fp.compile_backend is None   # the broken backend switched it off
+    for mode in ("compiled", "broken"):
+        for (o, gr, _), (o_ref, gr_ref, _) in zip(results[mode], results["eager"], strict=True):
+            assert (o - o_ref).abs().max() <= 1e-12 * o_ref.abs().max()
+            assert (gr - gr_ref).abs().max() <= 1e-12 * gr_ref.abs().max()
+    assert [len(w) for *_, w in results["compiled"]] == [0, 0]
+    broken_warnings = [w for *_, ws in results["broken"] for w in ws]
+    assert len(broken_warnings) == 1 and "no C++ compiler here" in broken_warnings[0]

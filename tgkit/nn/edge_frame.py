@@ -18,6 +18,8 @@ checkpoints are unchanged); the result equals e3nn's to round-off (tested).
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -353,7 +355,21 @@ class FrameProduct(nn.Module):
             w.index_copy_(0, loops, w.index_select(0, loops) * self.on_loops)
         return w
 
+    # torch.compile backend of the training path (HamiltonianModel.compile_training), or None
+    compile_backend: str | None = None
+
     def forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
+        if self.compile_backend is not None and torch.is_grad_enabled():
+            try:
+                return _compiled_forward(self.compile_backend)(self, x, weight, lin)
+            except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op, ...: eager
+                warnings.warn(f"torch.compile of the frame product failed, training continues "
+                              f"without it ({type(exc).__name__}: {str(exc)[:200]})",
+                              RuntimeWarning, stacklevel=2)
+                self.compile_backend = None
+        return self._forward(x, weight, lin)
+
+    def _forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
         e = x.shape[0]
         mats = gather_weights(lin.weight, self.lin_index, self.lin_scale)
         if self.force_plan == "blocks" or self.force_plan == "auto" and e >= self.blocks_min_edges \
@@ -400,6 +416,13 @@ class FrameProduct(nn.Module):
             outs = [acc[m].view(e, -1) for m in self.plan_m] + [x.new_zeros(e, 1)]
             rows.append(torch.cat(outs, dim=1).index_select(1, self.block_final_index))
         return rows[0] if len(rows) == 1 else torch.cat(rows)
+
+
+@functools.cache
+def _compiled_forward(backend):
+    """``FrameProduct._forward`` compiled once per backend, with dynamic shapes (the number of
+    edges changes from cell to cell); dynamo guards and recompiles per module instance."""
+    return torch.compile(FrameProduct._forward, dynamic=True, backend=backend)
 
 
 class _Channels(NamedTuple):

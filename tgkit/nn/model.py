@@ -38,7 +38,7 @@ from tgkit.errors import ConfigError, TgkitError
 from tgkit.io_utils import damaged_file_errors, load_torch, save_torch
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.blocks import EdgeUpdateBlock, NodeUpdateBlock
-from tgkit.nn.edge_frame import EdgeFrame, edge_frame
+from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, edge_frame
 from tgkit.nn.embedding import EdgeSphericalHarmonics, GaussianRadialBasis, SpeciesEmbedding
 from tgkit.nn.heads import HamiltonianHead, block_mask, element_mask
 from tgkit.nn.tracegrad import NoGrad, TraceDecoder, TraceGrad, trace_labels
@@ -358,6 +358,17 @@ class HamiltonianModel(nn.Module):
         if K.HAMILTONIAN in graph:
             out[K.T_LABEL] = trace_labels(graph[K.HAMILTONIAN], self.basis)
         return out
+
+    def compile_training(self, backend: str = "inductor") -> None:
+        """Run the edge-frame products (the most operations of a step) through
+        ``torch.compile`` while gradients are on; prediction and validation stay eager.
+        Dynamic shapes, so cells of other sizes reuse the compiled code after the second
+        size; each product falls back to eager, with a warning, where compiling fails (no C++
+        compiler, an unsupported torch). Measured in ``bench/bench_compile.py``. Not saved with
+        the weights: a loaded model runs eagerly until this is called again."""
+        for m in self.modules():
+            if isinstance(m, FrameProduct):
+                m.compile_backend = backend
 
     def export_inference(self) -> HamiltonianModel:
         """A copy for inference: the T decoder is dropped (and, for ``trace``, the invariant

@@ -218,6 +218,8 @@ def _train(config: Config, resume: bool, extra_hooks: Sequence[H.Hook], verbose:
         split.to_json(out_dir / "split.json")
     seed_everything(t.seed)
     model = build_model(config, ds.basis, ds.spinful, dtype)
+    if t.compile:
+        model.compile_training()
     broadcast_parameters(model)
     hooks = [*default_hooks(config, out_dir, verbose and env.is_main), *extra_hooks]
     trainer = Trainer(model, ds.subset(split.train), ds.subset(split.val) if split.val else None,
