@@ -43,17 +43,20 @@ def main() -> None:
                    help="model section from this YAML ('' : tgkit's defaults, paper widths)")
     p.add_argument("--setup", default="baseline")
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bench/gpu_check.sh)")
     p.add_argument("--layer-norm", action="store_true", help="compile the layer norms too")
     p.add_argument("--tracegrad", action="store_true",
                    help="compile the TraceGrad modules too (with --setup tracegrad)")
     args = p.parse_args()
     torch.set_num_threads(1)
+    device = torch.device(args.device)
     graph, basis, spinful = bs.build_graph(argparse.Namespace(data=None, dtype="float32"))
+    graph = bs.to_device(graph, device)
     cfg = load_config(args.config) if args.config else Config()
     loss_fn = bs.make_loss(cfg.train.trace_lambda)
     torch.manual_seed(0)
     model = HamiltonianModel(basis, spinful, cfg.model, TraceGradConfig(setup=args.setup),
-                             dtype=torch.float32).train()
+                             dtype=torch.float32).to(device).train()
     compiled = copy.deepcopy(model)
     compiled.compile_training()   # the frame products, as train.compile: true does
     extra = ((EquivariantLayerNorm,) if args.layer_norm else ()) + (
@@ -62,8 +65,8 @@ def main() -> None:
     for mod in compiled.modules():
         if isinstance(mod, extra):
             mod.forward = torch.compile(mod.forward, dynamic=False)
-    eager = bs.make_step(model, graph, torch.device("cpu"), loss_fn)
-    comp = bs.make_step(compiled, graph, torch.device("cpu"), loss_fn)
+    eager = bs.make_step(model, graph, device, loss_fn)
+    comp = bs.make_step(compiled, graph, device, loss_fn)
     t0 = time.perf_counter()
     comp()
     compile_s = time.perf_counter() - t0
