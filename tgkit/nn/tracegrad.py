@@ -69,9 +69,9 @@ class TraceGrad(nn.Module):
         self.irreps_in = self.irreps_out = o3.Irreps(irreps)
         self.irreps_z = o3.Irreps(f"{num_z}x0e")
         self.use_grad, self.normalize = use_grad, normalize
-        # one group per irrep type (l, p): slices of f that are channels of that type
-        # (2l+1, [(start, stop) of its entries in f], mul): plain ints, so that forward
-        # touches no e3nn object (torch.compile cannot trace Irreps)
+        # one group per irrep type (l, p): (2l+1, [(start, stop) of its entries in f], mul),
+        # as plain ints, so that forward touches no e3nn object (torch.compile cannot trace
+        # Irreps)
         self.groups: list[tuple[int, list[tuple[int, int]], int]] = []
         self._slices = [(sl.start, sl.stop) for sl in self.irreps_in.slices()]
         for ir in sorted({ir for mul, ir in self.irreps_in if mul > 0}):
