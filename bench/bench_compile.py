@@ -3,16 +3,15 @@
 Whole-model ``torch.compile`` fails in TorchDynamo on e3nn's ``Irreps`` (``Irreps.__len__``
 raises NotImplementedError while tracing e3nn 0.6's modules), so this compiles what can be
 compiled: every :class:`~tgkit.nn.edge_frame.FrameProduct` (the edge-frame tensor product, the
-largest op count of a step) through ``HamiltonianModel.compile_training`` (what
-``train.compile: true`` does: dynamic shapes, the training path only), optionally the
-equivariant layer norms (``--layer-norm``) and the TraceGrad modules (``--tracegrad``) too. It
+largest op count of a step) and every TraceGrad module, through
+``HamiltonianModel.compile_training`` (what ``train.compile: true`` does: dynamic shapes, the
+training path only), optionally the equivariant layer norms too (``--layer-norm``). It
 reports the compile time (the first compiled step) and the median eager and compiled step
 times, alternating eager and compiled steps so that load hits both alike.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py                 # narrow model
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py --config ''     # paper widths
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py --config '' --setup tracegrad \\
-        --tracegrad
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py --config '' --setup tracegrad
 """
 
 from __future__ import annotations
@@ -45,8 +44,6 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--device", default="cpu", help="cpu or cuda (bench/gpu_check.sh)")
     p.add_argument("--layer-norm", action="store_true", help="compile the layer norms too")
-    p.add_argument("--tracegrad", action="store_true",
-                   help="compile the TraceGrad modules too (with --setup tracegrad)")
     args = p.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
@@ -58,12 +55,10 @@ def main() -> None:
     model = HamiltonianModel(basis, spinful, cfg.model, TraceGradConfig(setup=args.setup),
                              dtype=torch.float32).to(device).train()
     compiled = copy.deepcopy(model)
-    compiled.compile_training()   # the frame products, as train.compile: true does
-    extra = ((EquivariantLayerNorm,) if args.layer_norm else ()) + (
-        (TraceGrad,) if args.tracegrad else ())
-    kinds = (FrameProduct, *extra)
+    compiled.compile_training()   # frame products and TraceGrad, as train.compile: true does
+    kinds = (FrameProduct, TraceGrad) + ((EquivariantLayerNorm,) if args.layer_norm else ())
     for mod in compiled.modules():
-        if isinstance(mod, extra):
+        if isinstance(mod, EquivariantLayerNorm) and args.layer_norm:
             mod.forward = torch.compile(mod.forward, dynamic=False)
     eager = bs.make_step(model, graph, device, loss_fn)
     comp = bs.make_step(compiled, graph, device, loss_fn)

@@ -234,12 +234,12 @@ class TrainConfig:
         num_threads: CPU threads of torch during the run (0: leave torch's default). The
             tensors of small models are too small for intra-op threads to pay off; on a busy
             machine, 2 OpenMP threads measured up to 15x slower per step than 1.
-        compile: run the training step's edge-frame products through ``torch.compile``
-            (:meth:`tgkit.nn.HamiltonianModel.compile_training`; validation stays eager).
-            Steps measured 1.05-1.09x faster on a 2-core CPU, after 4-44 s of compiling
-            (inductor keeps an on-disk cache; ``bench/bench_compile.py``,
-            ``bench/results/compile_1206.txt``), so it pays off for long runs only; falls
-            back to eager, with a warning, where compiling fails.
+        compile: run the training step's edge-frame products and TraceGrad modules through
+            ``torch.compile`` (:meth:`tgkit.nn.HamiltonianModel.compile_training`; validation
+            stays eager). Steps measured 1.05-1.07x (baseline) and 1.11-1.12x (+TraceGrad)
+            faster on a 2-core CPU, after 4-35 s of compiling (inductor keeps an on-disk
+            cache; ``bench/bench_compile.py``, ``bench/results/compile_1206.txt``), so it pays
+            off for long runs only; falls back to eager, with a warning, where compiling fails.
     """
 
     out_dir: str = "runs/train"

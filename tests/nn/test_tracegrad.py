@@ -143,3 +143,26 @@ def test_trace_only_returns_f_unchanged():
     f = _features()
     o, z = m(f)
     assert o is f and z.shape == (f.shape[0], 3)
+
+
+def test_compiled_training_path_equals_eager(module):
+    """train.compile: TraceGrad through torch.compile (dynamo's 'eager' backend: the tracing,
+    without inductor's compiling) gives the same o, z and gradients on two item counts."""
+    import warnings
+
+    results = {}
+    for backend in (None, "eager"):
+        module.compile_backend = backend
+        results[backend] = []
+        for n in (7, 5):
+            f = _features(n).requires_grad_(True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)   # what a fallback warns
+                o, z = module(f)
+            grads = torch.autograd.grad(o.pow(2).sum() + z.sum(), [f, *module.parameters()])
+            results[backend].append([o.detach(), z.detach(), *grads])
+    assert module.compile_backend == "eager"   # still compiled: no fallback happened
+    module.compile_backend = None
+    for got, want in zip(results["eager"], results[None], strict=True):
+        for a, b in zip(got, want, strict=True):
+            assert (a - b).abs().max() <= 1e-12 * (1 + b.abs().max())

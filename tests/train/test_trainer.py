@@ -215,8 +215,10 @@ def test_adam_is_fused_adam_and_stays_fused_after_an_older_checkpoint(toy_cache,
 
 def test_train_compile_runs_the_frame_products_compiled(toy_cache, tmp_path, monkeypatch):
     """train.compile: true reaches HamiltonianModel.compile_training, and a run with compiled
-    frame products (dynamo's 'eager' backend here, to skip inductor's minute of compiling)
+    frame products and TraceGrad modules (dynamo's 'eager' backend here, to skip inductor's
+    minute of compiling)
     trains to the same metrics as without."""
+    from tgkit.nn import TraceGrad
     from tgkit.nn.edge_frame import FrameProduct
     from tgkit.nn.model import HamiltonianModel
 
@@ -228,13 +230,14 @@ def test_train_compile_runs_the_frame_products_compiled(toy_cache, tmp_path, mon
 
     class Probe(H.Hook):
         def on_fit_start(self, trainer):
-            seen.append(sorted({m.compile_backend for m in trainer.model.modules()
-                                if isinstance(m, FrameProduct)}))
+            seen.append(sorted({(type(m).__name__, m.compile_backend)
+                                for m in trainer.model.modules()
+                                if isinstance(m, FrameProduct | TraceGrad)}))
 
     monkeypatch.setattr(HamiltonianModel, "compile_training", compile_training)
     ref = train(tiny_config(toy_cache, tmp_path / "a", max_steps=2), verbose=False)
     comp = train(tiny_config(toy_cache, tmp_path / "b", max_steps=2, compile=True),
                  extra_hooks=[Probe()], verbose=False)
-    assert seen == ["inductor", ["eager"]]
+    assert seen == ["inductor", [("FrameProduct", "eager"), ("TraceGrad", "eager")]]
     assert comp["steps"] == 2
     assert comp["test"]["mae_all"] == pytest.approx(ref["test"]["mae_all"], rel=1e-4)

@@ -18,8 +18,6 @@ checkpoints are unchanged); the result equals e3nn's to round-off (tested).
 
 from __future__ import annotations
 
-import functools
-import warnings
 from typing import NamedTuple
 
 import torch
@@ -27,6 +25,7 @@ from e3nn import o3
 from torch import nn
 
 from tgkit.irreps import to_e3nn_frame, wigner_D_chain
+from tgkit.nn.compiled import call_compiled
 from tgkit.nn.linear import cumulative, gather_weights, linear_sources
 
 
@@ -355,19 +354,11 @@ class FrameProduct(nn.Module):
             w.index_copy_(0, loops, w.index_select(0, loops) * self.on_loops)
         return w
 
-    # torch.compile backend of the training path (HamiltonianModel.compile_training), or None
+    # torch.compile backend of the training path (tgkit.nn.compiled), or None: eager
     compile_backend: str | None = None
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
-        if self.compile_backend is not None and torch.is_grad_enabled():
-            try:
-                return _compiled_forward(self.compile_backend)(self, x, weight, lin)
-            except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op, ...: eager
-                warnings.warn(f"torch.compile of the frame product failed, training continues "
-                              f"without it ({type(exc).__name__}: {str(exc)[:200]})",
-                              RuntimeWarning, stacklevel=2)
-                self.compile_backend = None
-        return self._forward(x, weight, lin)
+        return call_compiled(self, FrameProduct._forward, x, weight, lin)
 
     def _forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
         e = x.shape[0]
@@ -416,13 +407,6 @@ class FrameProduct(nn.Module):
             outs = [acc[m].view(e, -1) for m in self.plan_m] + [x.new_zeros(e, 1)]
             rows.append(torch.cat(outs, dim=1).index_select(1, self.block_final_index))
         return rows[0] if len(rows) == 1 else torch.cat(rows)
-
-
-@functools.cache
-def _compiled_forward(backend):
-    """``FrameProduct._forward`` compiled once per backend, with dynamic shapes (the number of
-    edges changes from cell to cell); dynamo guards and recompiles per module instance."""
-    return torch.compile(FrameProduct._forward, dynamic=True, backend=backend)
 
 
 class _Channels(NamedTuple):

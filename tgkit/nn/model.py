@@ -360,14 +360,15 @@ class HamiltonianModel(nn.Module):
         return out
 
     def compile_training(self, backend: str = "inductor") -> None:
-        """Run the edge-frame products (the most operations of a step) through
-        ``torch.compile`` while gradients are on; prediction and validation stay eager.
-        Dynamic shapes, so cells of other sizes reuse the compiled code after the second
-        size; each product falls back to eager, with a warning, where compiling fails (no C++
-        compiler, an unsupported torch). Measured in ``bench/bench_compile.py``. Not saved with
-        the weights: a loaded model runs eagerly until this is called again."""
+        """Run the edge-frame products (the most operations of a step) and the TraceGrad
+        modules through ``torch.compile`` while gradients are on (:mod:`tgkit.nn.compiled`);
+        prediction and validation stay eager. Dynamic shapes, so cells of other sizes reuse
+        the compiled code after the second size; each module falls back to eager, with a
+        warning, where compiling fails (no C++ compiler, an unsupported torch). Measured in
+        ``bench/bench_compile.py``. Not saved with the weights: a loaded model runs eagerly
+        until this is called again."""
         for m in self.modules():
-            if isinstance(m, FrameProduct):
+            if isinstance(m, FrameProduct | TraceGrad):
                 m.compile_backend = backend
 
     def export_inference(self) -> HamiltonianModel:

@@ -25,6 +25,7 @@ from e3nn import o3
 from torch import nn
 
 from tgkit.irreps import OrbitalBasis
+from tgkit.nn.compiled import call_compiled
 
 
 class _RowDot(torch.autograd.Function):
@@ -161,7 +162,13 @@ class TraceGrad(nn.Module):
             u = u + torch.cat(grams, dim=-1) @ torch.cat(k_grams, dim=1).T
         return u * 0.5, cache
 
+    # torch.compile backend of the training path (tgkit.nn.compiled), or None: eager
+    compile_backend: str | None = None
+
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return call_compiled(self, TraceGrad._forward, f)
+
+    def _forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts, ks = self._split(f), self._weights()
         u, cache = self._square(parts, ks)
         if not self.use_grad:
