@@ -113,6 +113,22 @@ def matmul_gflop(step) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def matmul_rate(device: torch.device, shape: tuple[int, int, int] = (464, 64, 2048)) -> float:
+    """GFLOP/s of one float32 ``(m, k) @ (k, n)`` product (median of 50) on ``device``: the
+    rate a step's matrix products could reach at best (default: TraceGrad's scalar product
+    on the toy graph's 464 edges)."""
+    m, k, n = shape
+    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+    times = []
+    for _ in range(55):
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 2 * m * k * n / statistics.median(times[5:]) / 1e9
+
+
 def make_step(model: torch.nn.Module, graph: dict, device: torch.device, loss_fn,
               optimizer: str = "tgkit"):
     """One training step as a timed callable. ``optimizer``: ``tgkit`` is the trainer's Adam
@@ -211,6 +227,7 @@ def main() -> None:
     print(f"graph: {n} atoms, {e} edges, B = {basis.dim}{' (SOC)' if spinful else ''}; "
           f"irreps_hidden {cfg.irreps_hidden}, {cfg.num_blocks} blocks, {args.dtype}; "
           f"median of {args.steps} steps after {args.warmup} warm-up, round-robin")
+    print(f"one 464x64x2048 float32 matmul: {matmul_rate(device):.0f} GFLOP/s")
     print(f"| setup | step (ms) | ratio to {args.setups[0]} | saved for backward (MiB) | "
           f"peak CUDA alloc (MiB) | parameters | ATen ops per step | matmul GFLOP per step |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
