@@ -234,18 +234,12 @@ class FrameProduct(nn.Module):
         self.register_buffer("lin_index", torch.tensor(l_index), persistent=False)
         self.register_buffer("lin_scale", torch.tensor(l_scale).to(torch.get_default_dtype()),
                              persistent=False)
-        # output column (entry k, channel c, m3) <- row (sign of m3) of (|m3|, t), channel
-        zero = offset  # a zero column for outputs no path reaches (e3nn's Linear: zeros too)
-        final = []
-        for k, (mul, ir) in enumerate(lin.irreps_out):
-            for c in range(mul):
-                for m3 in range(-ir.l, ir.l + 1):
-                    if (abs(m3), ir) not in big_offset:
-                        final.append(zero)
-                        continue
-                    row = int(m3 < 0)
-                    final.append(big_offset[abs(m3), ir] + row * out_chan.total[ir]
-                                 + out_chan.start[k] + c)
+        # sizes of the gathered linear matrices, per (|m|, output type) in plan order
+        self.mat_sizes = [w * c for _, ws, cs in self.plan for w, c in zip(ws, cs, strict=True)]
+        # output column <- row (sign of m3) of (|m3|, t), channel; past the end: a zero column
+        # for outputs no path reaches (e3nn's Linear: zeros too)
+        final = _output_index(lin.irreps_out, out_chan, big_offset,
+                              {key: out_chan.total[key[1]] for key in big_offset}, offset)
         self.register_buffer("final_index", torch.tensor(final), persistent=False)
         self._build_blocks(in1, in2, types, columns)
         self._build_block_matrices(lin.irreps_out, out_chan)
@@ -304,15 +298,16 @@ class FrameProduct(nn.Module):
     def _build_block_matrices(self, out: o3.Irreps, out_chan: _Channels) -> None:
         """Per block (|m|, a) one matrix to *all* output types of that |m| side by side, in
         place of a matmul per type (``(E * ns, n) @ (n, C_t)`` with C_t of 2-16 channels,
-        a few GFLOP/s on a CPU): its entries index the gathered linear weights (the m = 0
-        matrices, which hold every row) or a zero. More multiply-adds (zeros between types),
-        far fewer and larger matmuls; the block plan's accumulators then hold all types of
-        an |m| in one ``(E * ns, sum C_t)`` tensor, laid out by ``block_final_index``."""
+        slow on a CPU; ``bench/bench_frame_product.py``): its entries index the gathered
+        linear weights (the m = 0 matrices, which hold every row) or a zero. More
+        multiply-adds (zeros between types), far fewer and larger matmuls; the block plan's
+        accumulators then hold all types of an |m| in one ``(E * ns, sum C_t)`` tensor,
+        laid out by ``block_final_index``."""
         flat0, pos = {}, 0   # type -> start of its m = 0 matrix in the gathered weights
         for t, w, c in zip(self.plan_types[0], self.plan[0][1], self.plan[0][2], strict=True):
             flat0[t] = pos
             pos += w * c
-        zero = sum(w * c for _, ws, cs in self.plan for w, c in zip(ws, cs, strict=True))
+        zero = sum(self.mat_sizes)
         col0 = {m: dict(zip(ts, cumulative(cs), strict=True))
                 for m, ts, (_, _, cs) in zip(self.plan_m, self.plan_types, self.plan, strict=True)}
         width = {m: sum(cs) for m, (_, _, cs) in zip(self.plan_m, self.plan, strict=True)}
@@ -326,17 +321,12 @@ class FrameProduct(nn.Module):
             index.append(idx.flatten())
             self.block_cols.append(width[m])
         self.register_buffer("block_index", torch.cat(index), persistent=False)
-        # output column (entry k, channel c, m3) <- (|m3|, sign row) accumulator, type column
+        # output column <- (|m3|, sign row) accumulator, type column, channel
         sizes = [ns * width[m] for m, (ns, _, _) in zip(self.plan_m, self.plan, strict=True)]
         start = dict(zip(self.plan_m, cumulative(sizes), strict=True))
-        final = []
-        for k, (mul, ir) in enumerate(out):
-            for c in range(mul):
-                for m3 in range(-ir.l, ir.l + 1):
-                    m = abs(m3)
-                    reached = m in col0 and ir in col0[m]
-                    final.append(start[m] + int(m3 < 0) * width[m] + col0[m][ir]
-                                 + out_chan.start[k] + c if reached else sum(sizes))
+        base = {(m, t): start[m] + c0 for m, cols in col0.items() for t, c0 in cols.items()}
+        final = _output_index(out, out_chan, base, {key: width[key[0]] for key in base},
+                              sum(sizes))
         self.register_buffer("block_final_index", torch.tensor(final), persistent=False)
 
     def frame_weights(self, hidden: torch.Tensor, last: nn.Linear, loops: torch.Tensor
@@ -367,8 +357,7 @@ class FrameProduct(nn.Module):
                 and x.device.type == "cpu" and not (torch.is_grad_enabled() and (
                     x.requires_grad or weight.requires_grad)):
             return self._blocks(x, weight, mats)
-        mats = iter(mats.split([w * c for _, ws, cs in self.plan
-                                for w, c in zip(ws, cs, strict=True)]))
+        mats = iter(mats.split(self.mat_sizes))
         outs = self._gathers(x, weight, mats)
         outs.append(x.new_zeros(e, 1))
         return torch.cat(outs, dim=1).index_select(1, self.final_index)
@@ -413,6 +402,21 @@ class _Channels(NamedTuple):
     irrep: list[o3.Irrep]        # type of each irreps entry
     start: list[int]             # channel offset of each entry within its type
     total: dict[o3.Irrep, int]   # channels per type
+
+
+def _output_index(out: o3.Irreps, out_chan: _Channels, base: dict, row_stride: dict,
+                  zero: int) -> list[int]:
+    """Per output column (entry k, channel c, m3) of ``out``, its column in a plan's
+    concatenated products: ``base[|m3|, type] + (m3 < 0) * row_stride[|m3|, type] +`` the
+    channel's offset within its type; ``zero`` where no path reaches ``(|m3|, type)``."""
+    final = []
+    for k, (mul, ir) in enumerate(out):
+        for c in range(mul):
+            for m3 in range(-ir.l, ir.l + 1):
+                key = (abs(m3), ir)
+                final.append(base[key] + int(m3 < 0) * row_stride[key] + out_chan.start[k] + c
+                             if key in base else zero)
+    return final
 
 
 def _channel_offsets(irreps: o3.Irreps) -> _Channels:

@@ -32,8 +32,8 @@ class _RowDot(torch.autograd.Function):
     """``u[..., c] = sum_i p[..., c, i] f[..., i]`` with a backward of broadcast products.
 
     Autograd of a batched mat-vec would form ``dL/dp`` as a batched matmul of inner size 1,
-    and of a broadcast product and sum through stride-0 views: both several times slower on
-    a CPU than the products written here (``bench/bench_tracegrad_module.py``).
+    and of a broadcast product and sum through stride-0 views: both slower on a CPU than the
+    products written here (``bench/bench_tracegrad_module.py``).
     """
 
     @staticmethod
@@ -100,11 +100,17 @@ class TraceGrad(nn.Module):
             start += mul * mul
         self.register_buffer("_transpose", torch.cat(transpose), persistent=False)
         self.register_buffer("_scale", torch.cat(scale), persistent=False)
+        self._sizes = [mul * mul for _, _, mul in self.groups]
+        # scalar types (l = 0) sort first: K's columns from here on are all of l > 0
+        self._scalar_columns = sum(n for (dim, _, _), n in zip(self.groups, self._sizes,
+                                                               strict=True) if dim == 1)
+        dims = [dim for dim, _, _ in self.groups]
+        assert dims == sorted(dims), "irrep types must sort by degree"
 
     def _split(self, f: torch.Tensor) -> list[torch.Tensor]:
         """f -> per irrep type ``(..., 2l+1, mul)`` (views where possible): components-major,
-        so that the batched matmuls below have ``mul``, not ``2l+1``, columns (several times
-        faster on a CPU)."""
+        so that the batched matmuls below have ``mul``, not ``2l+1``, columns (faster on a
+        CPU: ``bench/bench_tracegrad_module.py``)."""
         lead = f.shape[:-1]
         # keyed by (start, stop): an empty entry (0x1o) starts where the next one does
         pieces = dict(zip(self._slices, f.split([b - a for a, b in self._slices], -1),
@@ -126,40 +132,40 @@ class TraceGrad(nn.Module):
         return torch.cat([pieces[sl] if sl in pieces else like.new_zeros(*lead, sl[1] - sl[0])
                           for sl in self._slices], dim=-1)
 
-    def _weights(self) -> list[torch.Tensor]:
-        """Per irrep type ``K = (W + W^T) / sqrt(2l+1)``, ``(num_invariants, mul * mul)``,
-        from a few operations on all W at once (per type, many small operations otherwise)."""
+    def _weights(self) -> torch.Tensor:
+        """``K = (W + W^T) / sqrt(2l+1)`` of all irrep types side by side, ``(num_invariants,
+        sum mul^2)``, in a few operations on all W at once (per type, many small ones). The
+        types sort by degree, so the columns of l > 0 are one block at the end."""
         w = torch.cat([w.flatten(1) for w in self.square_weights], dim=1)
-        k = (w + w.index_select(1, self._transpose)) * self._scale
-        return list(k.split([mul * mul for _, _, mul in self.groups], dim=1))
+        return (w + w.index_select(1, self._transpose)) * self._scale
 
     def square(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """``u = CGDecomp_ext(f (x) f, 0, W)``: ``(..., num_invariants)``, invariant."""
         return self._square(parts, self._weights())[0]
 
-    def _square(self, parts: list[torch.Tensor], ks: list[torch.Tensor]
+    def _square(self, parts: list[torch.Tensor], k: torch.Tensor
                 ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """u, and per scalar type ``P_c = K^c f`` for v.
 
         ``u_c = sum_l sum_ij W^c_l[i, j] (f_l f_l^T)[i, j] / sqrt(2l+1)
         = 1/2 sum_l <K^c_l, f_l f_l^T>`` since the Gram matrix is symmetric.
         """
-        u, cache, grams, k_grams = 0.0, [], [], []
-        for (dim, _, mul), x, k in zip(self.groups, parts, ks, strict=True):
+        u, cache, grams = 0.0, [], []
+        for (dim, _, mul), x, k_t in zip(self.groups, parts, k.split(self._sizes, dim=1),
+                                         strict=True):
             if dim == 1:
                 # scalars: u_c = f^T K^c f / 2 from one matmul P = K f, which v reuses;
                 # cheaper than the Gram matrix (a batched outer product) for the widest type
                 f = x.squeeze(-2)
-                p = f @ k.view(-1, mul, mul).transpose(0, 1).reshape(mul, -1)
+                p = f @ k_t.view(-1, mul, mul).transpose(0, 1).reshape(mul, -1)
                 p = p.unflatten(-1, (-1, mul))
                 u = u + _RowDot.apply(p, f)
                 cache.append(p)
             else:
                 grams.append((x.transpose(-1, -2) @ x).flatten(-2))  # rotation invariant
-                k_grams.append(k)
                 cache.append(None)
         if grams:  # all degrees l > 0 in one matmul
-            u = u + torch.cat(grams, dim=-1) @ torch.cat(k_grams, dim=1).T
+            u = u + torch.cat(grams, dim=-1) @ k[:, self._scalar_columns:].T
         return u * 0.5, cache
 
     # torch.compile backend of the training path (tgkit.nn.compiled), or None: eager
@@ -169,16 +175,15 @@ class TraceGrad(nn.Module):
         return call_compiled(self, TraceGrad._forward, f)
 
     def _forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        parts, ks = self._split(f), self._weights()
-        u, cache = self._square(parts, ks)
+        parts, k = self._split(f), self._weights()
+        u, cache = self._square(parts, k)
         if not self.use_grad:
             return f, self.s_nonlin(u)
         z, dz_du = self._nonlin_and_grad(u)
         # v = dZ/df: for scalars sum_c dZ/du_c P_c; for l > 0 m_l f_l with the symmetric
         # m_l = sum_c dZ/du_c K^c_l, all degrees from one matmul
-        k_grams = [k for (dim, _, _), k in zip(self.groups, ks, strict=True) if dim > 1]
-        ms = iter((dz_du @ torch.cat(k_grams, dim=1)).split([k.shape[1] for k in k_grams], -1)
-                  if k_grams else [])
+        ms = iter((dz_du @ k[:, self._scalar_columns:]).split(
+            [n for (dim, _, _), n in zip(self.groups, self._sizes, strict=True) if dim > 1], -1))
         v = []
         for (_, _, mul), x, p in zip(self.groups, parts, cache, strict=True):
             if p is not None:
