@@ -121,11 +121,15 @@ def test_exact_wigner_d_agrees_with_e3nn_and_is_orthogonal(l):
     torch.testing.assert_close(y_rot, y @ d.T, atol=1e-12, rtol=0)
 
 
-def test_wigner_d_chain_is_exact_for_a_batch():
+@pytest.mark.parametrize("edges_last", [False, True], ids=["edges-first", "edges-last"])
+def test_wigner_d_chain_is_exact_for_a_batch(edges_last):
     rots = Rotation.random(6, random_state=7).as_matrix()
     q = torch.stack([rotation_to_e3nn_frame(torch.as_tensor(r)) for r in rots])
-    chain = wigner_D_chain(q, 4)
-    assert [d.shape[1:] for d in chain] == [(2 * l + 1, 2 * l + 1) for l in range(5)]
+    chain = wigner_D_chain(q, 4, edges_last)
+    if edges_last:  # (2l+1, 2l+1, E), contiguous
+        assert all(d.is_contiguous() for d in chain)
+        chain = [d.permute(2, 0, 1) for d in chain]
+    assert [d.shape for d in chain] == [(6, 2 * l + 1, 2 * l + 1) for l in range(5)]
     for l, d in enumerate(chain):
         ref = torch.stack([wigner_D(l, r) for r in rots])
         torch.testing.assert_close(d, ref, atol=1e-13, rtol=0)

@@ -331,7 +331,8 @@ def wigner_D(l: int, rot: np.ndarray | torch.Tensor, parity: int = 1) -> torch.T
     return sign * d
 
 
-def wigner_D_chain(rot: torch.Tensor, lmax: int) -> list[torch.Tensor]:
+def wigner_D_chain(rot: torch.Tensor, lmax: int, edges_last: bool = False
+                   ) -> list[torch.Tensor]:
     """Exact Wigner-D of degrees 0..lmax for a batch of proper rotations in **e3nn's frame**.
 
     ``D^1 = rot`` (e3nn's l = 1 harmonics are its input coordinates), and each higher degree
@@ -339,16 +340,28 @@ def wigner_D_chain(rot: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     ``C = sqrt(2l+1) wigner_3j(l-1, 1, l)``: exact to round-off in float64 (unlike e3nn's
     ``D_from_matrix``) and cheap enough to run per edge.
 
-    Shapes: ``rot (E, 3, 3)`` -> ``[(E, 2l+1, 2l+1) for l in 0..lmax]``, in ``rot``'s dtype.
+    Shapes: ``rot (E, 3, 3)`` -> ``[(E, 2l+1, 2l+1) for l in 0..lmax]``, in ``rot``'s dtype;
+    with ``edges_last``, ``[(2l+1, 2l+1, E)]`` (contiguous). That layout turns the chain's
+    per-edge products into elementwise products over rows of E and two plain matmuls per
+    degree, ~4x faster on a CPU than the batched tiny matmuls of the first layout
+    (``bench/bench_edges_last.py``).
     """
     e = rot.shape[0]
-    ds = [torch.ones(e, 1, 1, dtype=rot.dtype, device=rot.device), rot][: lmax + 1]
+    if edges_last:
+        r = rot.permute(1, 2, 0).contiguous()   # (3, 3, E)
+        ds = [rot.new_ones(1, 1, e), r][: lmax + 1]
+    else:
+        ds = [torch.ones(e, 1, 1, dtype=rot.dtype, device=rot.device), rot][: lmax + 1]
     for l in range(2, lmax + 1):
         c = _cg_chain(l).to(dtype=rot.dtype, device=rot.device)
-        prev = ds[-1]
-        kron = (prev[:, :, None, :, None] * rot[:, None, :, None, :]).reshape(
-            e, 3 * (2 * l - 1), 3 * (2 * l - 1))
-        ds.append(c.T @ kron @ c)
+        prev, n = ds[-1], 3 * (2 * l - 1)
+        if edges_last:
+            kron = (prev[:, None, :, None, :] * r[None, :, None, :, :]).reshape(n, n * e)
+            left = (c.T @ kron).view(2 * l + 1, n, e)   # C^T K, edges still last
+            ds.append(torch.matmul(c.T, left))          # per row a of C^T K: C^T (C^T K)[a]
+        else:
+            kron = (prev[:, :, None, :, None] * rot[:, None, :, None, :]).reshape(e, n, n)
+            ds.append(c.T @ kron @ c)
     return ds
 
 

@@ -11,7 +11,7 @@ from e3nn import o3
 from tgkit import keys as K
 from tgkit.nn import default_dtype
 from tgkit.nn.blocks import EdgeUpdateBlock, EquivariantConv, NodeUpdateBlock
-from tgkit.nn.edge_frame import edge_frame, edge_rotations
+from tgkit.nn.edge_frame import edge_frame, edge_rotations, rotate
 from tgkit.nn.embedding import EdgeSphericalHarmonics
 
 from .conftest import TOL
@@ -42,19 +42,42 @@ def test_edge_rotations_are_proper_and_point_along_the_edge():
     torch.testing.assert_close(rot[~live], eye[~live])
 
 
+@pytest.mark.parametrize("edges_last", [False, True], ids=["edges-first", "edges-last"])
 @pytest.mark.parametrize("lmax", [2, 4])
-def test_harmonics_in_the_frame_are_m0_only(lmax):
+def test_harmonics_in_the_frame_are_m0_only(lmax, edges_last):
     vec = _vectors(1)
     sh = EdgeSphericalHarmonics(lmax)(vec)
-    frame = edge_frame(vec, sh, lmax)
+    frame = edge_frame(vec, sh, lmax, edges_last=edges_last)
+    assert frame.edges_last == edges_last
     for l in range(lmax + 1):
-        in_frame = (sh[:, l * l:(l + 1) ** 2, None] * frame.wigner[l]).sum(1)  # D^T Y
+        d = frame.wigner[l].permute(2, 0, 1) if edges_last else frame.wigner[l]
+        in_frame = (sh[:, l * l:(l + 1) ** 2, None] * d).sum(1)  # D^T Y
         expected = torch.zeros_like(in_frame)
         expected[:, l] = frame.sh_m0[:, l]
         torch.testing.assert_close(in_frame, expected, atol=1e-13, rtol=0)
         live = vec.norm(dim=-1) > 0
         want = torch.where(live, (2 * l + 1) ** 0.5, 1.0 if l == 0 else 0.0)
         torch.testing.assert_close(frame.sh_m0[:, l], want.to(torch.float64))
+
+
+@pytest.mark.parametrize("to_frame", [True, False], ids=["into", "back"])
+def test_rotation_layouts_agree_and_invert(to_frame):
+    """Edges-last Wigner matrices (prediction on a CPU) rotate like the batched products,
+    every degree and parity, scalars untouched; into the frame and back is the identity."""
+    irreps = o3.Irreps("3x0e+1x0o+2x1o+1x1e+2x2e+1x3o+1x3e+2x4e")
+    vec = _vectors(2)
+    sh = EdgeSphericalHarmonics(4)(vec)
+    first, last = edge_frame(vec, sh, 4), edge_frame(vec, sh, 4, edges_last=True)
+    x = torch.randn(len(vec), irreps.dim, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(3))
+    ref = rotate(x, irreps, first.wigner, to_frame)
+    out = rotate(x, irreps, last.wigner, to_frame, edges_last=True)
+    assert out.shape == x.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=1e-14, rtol=0)
+    assert (out - x)[:, irreps.dim - 9:].abs().max() > 1e-2   # l = 4 really rotated
+    torch.testing.assert_close(out[:, :4], x[:, :4], atol=0, rtol=0)   # scalars as they are
+    back = rotate(out, irreps, last.wigner, not to_frame, edges_last=True)
+    torch.testing.assert_close(back, x, atol=1e-13, rtol=0)
 
 
 @pytest.mark.parametrize(("irreps_out", "lmax"), [

@@ -205,9 +205,9 @@ class EquivariantConv(nn.Module):
         # the radial MLP's last layer emits the weights in the frame product's order and scale
         w = self.frame_product.frame_weights(self.radial[:-1](radial), self.radial[-1],
                                              frame.loops)
-        h = rotate(h, self.lin_pre.irreps_out, frame.wigner, to_frame=True)
+        h = rotate(h, self.lin_pre.irreps_out, frame.wigner, True, frame.edges_last)
         h = self.gate(self.frame_product(h, w, self.lin_post))
-        return rotate(h, self.gate.irreps_out, frame.wigner, to_frame=False)
+        return rotate(h, self.gate.irreps_out, frame.wigner, False, frame.edges_last)
 
 
 class _UpdateBlock(nn.Module):
