@@ -65,7 +65,7 @@ def main() -> None:
         calls = [functools.partial(edge_frame, vec, sh, lmax, top, edges_last=last)
                  for last in (False, True)]
         t0, t1 = median_ms(calls, args.reps, clock="process")
-        rows.append({"part": "edge frame (Wigner chain up to l=%d)" % top,
+        rows.append({"part": f"edge frame (Wigner chain up to l={top})",
                      "edges_first_ms": t0, "edges_last_ms": t1})
         xs = [(torch.randn(args.edges, irreps.dim), irreps, to_frame)
               for c in convs for irreps, to_frame in ((c.lin_pre.irreps_out, True),
