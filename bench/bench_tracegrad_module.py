@@ -2,6 +2,7 @@
 
 Loads ``tgkit/nn/tracegrad.py`` as it is now and as it was at ``--against`` (``git show``),
 builds both modules with the same seed, asserts they give the same o and df (round-off), and
+the same o in inference, and
 times them alternately: a training pass (forward and backward of o and z) and a forward in
 ``torch.inference_mode``, at each ``--widths`` and item count. Alternating keeps machine load
 alike for both, so the ratio is the figure to read, not the absolute times.
@@ -76,10 +77,11 @@ def measure(old, new, irreps: o3.Irreps, n: int, reps: int) -> dict:
 
     def infer(m):
         with torch.inference_mode():
-            m(f.detach())
+            return m(f.detach())[0]
 
     (o_old, g_old), (o_new, g_new) = train(mods[0]), train(mods[1])
-    diff = max((o_old - o_new).abs().max().item(), (g_old - g_new).abs().max().item())
+    diff = max((o_old - o_new).abs().max().item(), (g_old - g_new).abs().max().item(),
+               (infer(mods[0]) - infer(mods[1])).abs().max().item())
     assert diff < 1e-4 * (1 + o_old.abs().max().item()), f"outputs differ by {diff}"
     t_train = median_ms([lambda: train(mods[0]), lambda: train(mods[1])], reps)
     t_inf = median_ms([lambda: infer(mods[0]), lambda: infer(mods[1])], reps)

@@ -101,6 +101,32 @@ def test_forward_autograd_equals_forward(normalize, irreps):
         assert (a - b).abs().max() <= 1e-10
 
 
+@pytest.mark.parametrize("use_grad", [True, False], ids=["grad", "trace-only"])
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("irreps", [IRREPS, "2x0e+1x1o+0x1o+3x0e+2x1o+1x0o+1x0o+1x4e"])
+@pytest.mark.parametrize("n", [1, 9])
+def test_items_last_prediction_path_equals_training_path(use_grad, normalize, irreps, n):
+    """Without autograd on a CPU, forward runs on f transposed (items last): the same o and z
+    as the path that training differentiates, also with repeated and empty entries of one
+    type, two scalar types, and one item."""
+    from e3nn import o3
+
+    torch.manual_seed(1)
+    with default_dtype(torch.float64):
+        m = TraceGrad(irreps, num_invariants=6, hidden=12, num_z=5, use_grad=use_grad,
+                      normalize=normalize)
+    f = torch.randn(n, o3.Irreps(irreps).dim, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(2))
+    ref = [t.detach() for t in m(f)]
+    with torch.no_grad():
+        out = m(f)
+    assert out[0].shape == f.shape and out[0].is_contiguous() and out[1].shape == (n, 5)
+    if n and use_grad:
+        assert (ref[0] - f).abs().max() > 1e-3   # v is not zero
+    for a, b in zip(out, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-13, rtol=0)
+
+
 def test_square_pairs_only_same_degree_and_parity(module):
     """Flipping the sign of the 1e channels leaves u unchanged: 1e pairs only with 1e, never
     with 1o (that product is 0o, which inversion flips)."""

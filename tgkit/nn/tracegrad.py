@@ -175,6 +175,8 @@ class TraceGrad(nn.Module):
         return call_compiled(self, TraceGrad._forward, f)
 
     def _forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if f.dim() == 2 and f.device.type == "cpu" and not torch.is_grad_enabled():
+            return self._forward_items_last(f)
         parts, k = self._split(f), self._weights()
         u, cache = self._square(parts, k)
         if not self.use_grad:
@@ -191,6 +193,49 @@ class TraceGrad(nn.Module):
             else:  # (m f_l)^T = f_l^T m in the (2l+1, mul) layout, m symmetric
                 v.append(x @ next(ms).unflatten(-1, (mul, mul)))
         return self._output(f, self._merge(v, f)), z
+
+    def _forward_items_last(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_forward` for prediction on a CPU (no autograd), on ``f (N, irreps.dim)``
+        transposed to ``(irreps.dim, N)``: each Gram matrix and each ``m_l f_l`` is then
+        2l+1 or mul multiply-adds over rows of N items (vectorised), instead of N products
+        of matrices 1-16 wide (~1-5 GFLOP/s on a CPU). Scalars take the Gram matrix too,
+        unless they outnumber the invariants (then ``P = K f``, smaller). The same formulas,
+        to round-off (tested); ``bench/bench_tracegrad_module.py`` times it."""
+        n, ft, k = f.shape[0], f.t().contiguous(), self._weights()
+        c = k.shape[0]
+        u, cache = ft.new_zeros(c, n), []
+        for (dim, sls, mul), k_t in zip(self.groups, k.split(self._sizes, dim=1), strict=True):
+            xs = [ft[a:b].view((b - a) // dim, dim, n) for a, b in sls]
+            x = xs[0] if len(xs) == 1 else torch.cat(xs)   # (mul, 2l+1, N)
+            p = None
+            if dim == 1 and mul > c:   # u_c = f^T P_c, as in _square
+                p = (k_t.reshape(-1, mul) @ x[:, 0]).view(c, mul, n)
+                u += (p * x[:, 0]).sum(1)
+            else:   # u_c = <K^c, G> with G[i, j] = sum over m of f_i[m] f_j[m]
+                g = x[:, None, 0] * x[None, :, 0]
+                for m in range(1, dim):
+                    g.addcmul_(x[:, None, m], x[None, :, m])
+                u.addmm_(k_t, g.view(mul * mul, n))
+            cache.append((x, p))
+        u *= 0.5
+        if not self.use_grad:
+            return f, self.s_nonlin(u.t())
+        z, dz_du = self._nonlin_and_grad(u.t())
+        dz, vt = dz_du.t().contiguous(), torch.empty_like(ft)
+        for (dim, sls, mul), k_t, (x, p) in zip(self.groups, k.split(self._sizes, dim=1),
+                                                cache, strict=True):
+            if p is not None:   # sum_c dZ/du_c P_c
+                v = (p * dz.unsqueeze(1)).sum(0).unsqueeze(1)
+            else:   # v[i] = sum_j m[i, j] f_j with m = sum_c dZ/du_c K^c, one j at a time
+                m = (k_t.t() @ dz).view(mul, mul, n)
+                v = m[:, 0, None] * x[0]
+                for j in range(1, mul):
+                    v.addcmul_(m[:, j, None], x[j])
+            for (a, b), vs in zip(sls, v.split([(b - a) // dim for a, b in sls]), strict=True):
+                vt[a:b] = vs.reshape(b - a, n)
+        if self.normalize:
+            vt = vt / (1.0 + vt.pow(2).mean(0, keepdim=True).sqrt())
+        return (ft + vt).t().contiguous(), z
 
     def _nonlin_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z = s_nonlin(u)`` and ``dZ/du`` (``Z = sum(z)``) in closed form, in one forward
