@@ -7,7 +7,9 @@ on a CPU uses) times, alternately, under ``torch.no_grad()`` on one torch thread
 
 * the edge frame (``tgkit.nn.edge_frame.edge_frame``: rotations, Wigner chain, m = 0 parts);
 * the eight rotations of one chunk's four convolutions (into the frame before each product,
-  back after it), with the irreps of each convolution.
+  back after it), with the irreps of each convolution; edges last, with the transposes the
+  model does (edges first before the first rotation, edges last after the second: the
+  block plan and the gate run in between, edges last).
 
 It asserts both layouts give the same frames and rotations first. Process CPU time, median
 of ``--reps``; read the ratio, not the absolute times (shared VM).
@@ -44,7 +46,7 @@ def main() -> None:
     from tgkit.config import load_config
     from tgkit.irreps import OrbitalBasis
     from tgkit.nn import HamiltonianModel
-    from tgkit.nn.edge_frame import edge_frame, rotate
+    from tgkit.nn.edge_frame import edge_frame, rotate, rotate_edges_last
     from tgkit.runtime import reuse_freed_memory
 
     reuse_freed_memory()   # as predict_chunked
@@ -67,21 +69,31 @@ def main() -> None:
         t0, t1 = median_ms(calls, args.reps, clock="process")
         rows.append({"part": f"edge frame (Wigner chain up to l={top})",
                      "edges_first_ms": t0, "edges_last_ms": t1})
-        xs = [(torch.randn(args.edges, irreps.dim), irreps, to_frame)
-              for c in convs for irreps, to_frame in ((c.lin_pre.irreps_out, True),
-                                                      (c.gate.irreps_out, False))]
-        for x, irreps, to_frame in xs:
-            a = rotate(x, irreps, frames[0].wigner, to_frame)
-            b = rotate(x, irreps, frames[1].wigner, to_frame, edges_last=True)
-            torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
+        # per convolution: its input into the frame and its output back, as the model runs
+        # them; edges last with a transpose on each side (the block plan runs between)
+        pairs = [(torch.randn(args.edges, c.lin_pre.irreps_out.dim), c.lin_pre.irreps_out,
+                  torch.randn(args.edges, c.gate.irreps_out.dim), c.gate.irreps_out)
+                 for c in convs]
+        outs_t = [y.t().contiguous() for _, _, y, _ in pairs]   # the gate's output, (dim, E)
+        for x, ix, y, iy in pairs:
+            for v, irreps, to_frame in ((x, ix, True), (y, iy, False)):
+                a = rotate(v, irreps, frames[0].wigner, to_frame)
+                b = rotate_edges_last(v.t().contiguous(), irreps, frames[1].wigner, to_frame)
+                torch.testing.assert_close(b.t(), a, atol=1e-4, rtol=0)
 
-        def rotations(f) -> None:
-            for x, irreps, to_frame in xs:
-                rotate(x, irreps, f.wigner, to_frame, f.edges_last)
+        def first() -> None:
+            for x, ix, y, iy in pairs:
+                rotate(x, ix, frames[0].wigner, True)
+                rotate(y, iy, frames[0].wigner, False)
 
-        t0, t1 = median_ms([functools.partial(rotations, f) for f in frames], args.reps,
-                           clock="process")
-        rows.append({"part": f"rotations of {len(convs)} convolutions (in and out)",
+        def last() -> None:
+            for (x, ix, _, iy), yt in zip(pairs, outs_t, strict=True):
+                rotate_edges_last(x.t().contiguous(), ix, frames[1].wigner, True)
+                rotate_edges_last(yt, iy, frames[1].wigner, False).t().contiguous()
+
+        t0, t1 = median_ms([first, last], args.reps, clock="process")
+        rows.append({"part": f"rotations of {len(convs)} convolutions (in and out; edges "
+                             "last: with the transposes)",
                      "edges_first_ms": t0, "edges_last_ms": t1})
     info = machine_info()
     print(f"machine: {info['cpu']}, 1 torch thread; {args.edges} edges")

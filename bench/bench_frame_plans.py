@@ -1,12 +1,15 @@
-"""The frame product's two plans against the number of edges: where the block plan wins.
+"""The frame product's two plans against the number of edges, forward only (prediction).
 
-``FrameProduct`` (tgkit/nn/edge_frame.py) runs either its gather plan (few operations: wins
-when the per-call cost dominates, i.e. training graphs and GPUs) or its block plan (matmuls
-with constant Clebsch-Gordan matrices: wins on the CPU once the wide elementwise passes of the
-gather plan leave the cache). This times both on the convolutions of the ``--config`` model
-(random weights, float32, 1 thread, CPU time) for several edge counts, forward under
-``no_grad`` (inference) and forward + backward (training), alternating the plans, and prints
-the CPU microseconds per edge; ``FrameProduct.blocks_min_edges`` is set from it.
+``FrameProduct`` (tgkit/nn/edge_frame.py) runs either its gather plan (few operations, with
+autograd: training, and GPUs) or, without autograd on a CPU, its block plan on features laid
+out edges last (matmuls with constant Clebsch-Gordan matrices and E columns). This times both
+forward under ``no_grad`` on the convolutions of the ``--config`` model (random weights,
+float32, 1 thread, CPU time; the block plan on transposed inputs, as the model hands them
+over) for several edge counts, alternating the plans, and prints the CPU microseconds per
+edge. The block plan runs whenever there is no autograd on a CPU: it wins from a few hundred
+edges (a chunk of 4,096 or a training cell's graph), and where it loses, on the last few edges
+of a prediction, that costs a fraction of a millisecond. (It has no backward: training keeps
+the gather plan.)
 
 Usage (repository root)::
 
@@ -36,20 +39,20 @@ from tgkit.nn.blocks import EquivariantConv  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def time_plan(conv: EquivariantConv, e: int, plan: str, backward: bool, reps: int) -> float:
-    """Median CPU seconds of ``reps`` calls of the conv's frame product on ``e`` edges."""
+def time_plan(conv: EquivariantConv, e: int, plan: str, reps: int) -> float:
+    """Median CPU seconds of ``reps`` forward calls of the conv's frame product on ``e``
+    edges under ``no_grad``: ``plan`` 'gathers' (edges first) or 'blocks' (edges last)."""
     fp = conv.frame_product
-    fp.force_plan = plan
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(e, fp.irreps_in.dim, generator=g, requires_grad=backward)
-    w = torch.randn(e, conv.tp.weight_numel, generator=g, requires_grad=backward)
+    x = torch.randn(e, fp.irreps_in.dim, generator=g)
+    w = torch.randn(e, conv.tp.weight_numel, generator=g)
+    if plan == "blocks":
+        x, w = x.t().contiguous(), w.t().contiguous()
     times = []
     for _ in range(reps + 1):   # the first call warms up
         t0 = time.process_time()
-        with torch.set_grad_enabled(backward):
-            out = fp(x, w, conv.lin_post)
-            if backward:
-                out.pow(2).sum().backward()
+        with torch.no_grad():
+            fp(x, w, conv.lin_post, edges_last=plan == "blocks")
         times.append(time.process_time() - t0)
     return sorted(times[1:])[reps // 2]
 
@@ -57,7 +60,7 @@ def time_plan(conv: EquivariantConv, e: int, plan: str, backward: bool, reps: in
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
-    p.add_argument("--edges", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
+    p.add_argument("--edges", type=int, nargs="+", default=[64, 256, 512, 1024, 4096])
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--rounds", type=int, default=2, help="alternations of the two plans")
     p.add_argument("--results", default=str(ROOT / "bench/results/frame_plans.json"))
@@ -69,12 +72,12 @@ def main() -> None:
     model = HamiltonianModel(basis, False, cfg.model, cfg.tracegrad, dtype=torch.float32)
     convs = [m for m in model.modules() if isinstance(m, EquivariantConv)]
     rows = []
-    for mode in ("forward", "forward+backward"):
+    for mode in ("forward",):
         for e in args.edges:
             best = {"gathers": float("inf"), "blocks": float("inf")}
             for _ in range(args.rounds):
                 for plan in best:
-                    t = sum(time_plan(c, e, plan, mode != "forward", args.reps) for c in convs)
+                    t = sum(time_plan(c, e, plan, args.reps) for c in convs)
                     best[plan] = min(best[plan], t)
             row = {"mode": mode, "edges": e,
                    "gathers_us_per_edge": 1e6 * best["gathers"] / e,

@@ -3,8 +3,10 @@
 Loads ``tgkit/nn/edge_frame.py`` as it is now and as it was at ``--against`` (``git show``),
 builds the model of ``--config`` (seed 0, float32), and for every convolution makes the old
 ``FrameProduct`` from the same tensor product and linear. On one chunk of ``--edges`` random
-inputs under ``torch.no_grad()`` (the CPU inference plan), it asserts both give the same
-output and times them alternately (process CPU time, median of ``--reps``, 1 torch thread).
+inputs under ``torch.no_grad()``, each version in its CPU prediction plan (edges last where
+the version has it, ``forward(..., edges_last=True)`` on transposed inputs; edges first
+before), it asserts both give the same output and times them alternately (process CPU
+time, median of ``--reps``, 1 torch thread).
 Alternating keeps machine load alike for both: read the ratio, not the absolute times.
 
 Usage (from the repository root)::
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
 import subprocess
 import sys
@@ -64,10 +67,15 @@ def main() -> None:
                 old_fp = old.FrameProduct(conv.tp, conv.lin_post)
                 x = torch.randn(args.edges, new_fp.irreps_in.dim)
                 w = torch.randn(args.edges, new_fp.weight_order.numel())
-                a, b = old_fp(x, w, conv.lin_post), new_fp(x, w, conv.lin_post)
+                xt, wt = x.t().contiguous(), w.t().contiguous()
+                # each version's CPU prediction plan: edges last where it has one
+                calls = [functools.partial(fp, xt, wt, conv.lin_post, edges_last=True)
+                         if "edges_last" in inspect.signature(fp.forward).parameters
+                         else functools.partial(fp, x, w, conv.lin_post)
+                         for fp in (old_fp, new_fp)]
+                a, b = (c() if c.args[0] is x else c().t() for c in calls)
                 diff = (a - b).abs().max().item()
                 assert diff <= 1e-4 * (1 + a.abs().max().item()), f"outputs differ by {diff}"
-                calls = [functools.partial(fp, x, w, conv.lin_post) for fp in (old_fp, new_fp)]
                 t_old, t_new = median_ms(calls, args.reps, clock="process")
                 rows.append({"block": f"{name} {k}", "irreps_out": str(new_fp.irreps_out),
                              "old_ms": t_old, "new_ms": t_new, "max_abs_diff": diff})

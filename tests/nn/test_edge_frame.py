@@ -11,7 +11,7 @@ from e3nn import o3
 from tgkit import keys as K
 from tgkit.nn import default_dtype
 from tgkit.nn.blocks import EdgeUpdateBlock, EquivariantConv, NodeUpdateBlock
-from tgkit.nn.edge_frame import edge_frame, edge_rotations, rotate
+from tgkit.nn.edge_frame import edge_frame, edge_rotations, rotate, rotate_edges_last
 from tgkit.nn.embedding import EdgeSphericalHarmonics
 
 from .conftest import TOL
@@ -62,8 +62,8 @@ def test_harmonics_in_the_frame_are_m0_only(lmax, edges_last):
 
 @pytest.mark.parametrize("to_frame", [True, False], ids=["into", "back"])
 def test_rotation_layouts_agree_and_invert(to_frame):
-    """Edges-last Wigner matrices (prediction on a CPU) rotate like the batched products,
-    every degree and parity, scalars untouched; into the frame and back is the identity."""
+    """Edges-last rotations (prediction on a CPU) equal the batched products, every degree
+    and parity, scalars untouched; into the frame and back is the identity."""
     irreps = o3.Irreps("3x0e+1x0o+2x1o+1x1e+2x2e+1x3o+1x3e+2x4e")
     vec = _vectors(2)
     sh = EdgeSphericalHarmonics(4)(vec)
@@ -71,29 +71,28 @@ def test_rotation_layouts_agree_and_invert(to_frame):
     x = torch.randn(len(vec), irreps.dim, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(3))
     ref = rotate(x, irreps, first.wigner, to_frame)
-    out = rotate(x, irreps, last.wigner, to_frame, edges_last=True)
-    assert out.shape == x.shape and out.is_contiguous()
-    torch.testing.assert_close(out, ref, atol=1e-14, rtol=0)
-    assert (out - x)[:, irreps.dim - 9:].abs().max() > 1e-2   # l = 4 really rotated
-    torch.testing.assert_close(out[:, :4], x[:, :4], atol=0, rtol=0)   # scalars as they are
-    back = rotate(out, irreps, last.wigner, not to_frame, edges_last=True)
-    torch.testing.assert_close(back, x, atol=1e-13, rtol=0)
+    out = rotate_edges_last(x.t().contiguous(), irreps, last.wigner, to_frame)
+    assert out.shape == x.t().shape
+    torch.testing.assert_close(out.t(), ref, atol=1e-14, rtol=0)
+    assert (out.t() - x)[:, irreps.dim - 9:].abs().max() > 1e-2   # l = 4 really rotated
+    torch.testing.assert_close(out[:4], x.t()[:4], atol=0, rtol=0)   # scalars as they are
+    back = rotate_edges_last(out, irreps, last.wigner, not to_frame)
+    torch.testing.assert_close(back.t(), x, atol=1e-13, rtol=0)
 
 
 @pytest.mark.parametrize(("irreps_out", "lmax"), [
     (HIDDEN, 4), ("4x0e+2x1o+2x2e+2x3o+1x4e+1x2o+1x1e", 4),
     ("4x0e+2x1o+2x2e+2x3o+1x4e+1x2o+1x1e", 2),  # features above the harmonics' degree
 ])
-@pytest.mark.parametrize("plan", ["gathers", "blocks", "blocks in row slices"])
-def test_frame_conv_equals_e3nn_tensor_product(irreps_out, lmax, plan):
+@pytest.mark.parametrize("edges_last", [False, True], ids=["gathers", "blocks-edges-last"])
+def test_frame_conv_equals_e3nn_tensor_product(irreps_out, lmax, edges_last):
+    """The edge-frame convolution equals e3nn's product: the training path (gather plan,
+    values and gradients) and the prediction path on a CPU (edges-last Wigner matrices and
+    rotations, block plan, gate on transposed features)."""
     with default_dtype(torch.float64):
         torch.manual_seed(0)
         conv = EquivariantConv(HIDDEN, o3.Irreps.spherical_harmonics(lmax), irreps_out, 5, 8)
         sh_module = EdgeSphericalHarmonics(lmax)
-    # blocks: the CPU inference plan for many edges, forced here on a few (and with gradients)
-    conv.frame_product.force_plan = plan.split()[0]
-    if plan == "blocks in row slices":   # slices of 4 edges and a shorter last one
-        conv.frame_product.blocks_rows = 4
     for p in conv.parameters():  # O(1) weights everywhere, so no path hides behind a small one
         torch.nn.init.normal_(p)
     vec = _vectors(2)
@@ -102,9 +101,13 @@ def test_frame_conv_equals_e3nn_tensor_product(irreps_out, lmax, plan):
     radial = torch.randn(len(vec), 5, dtype=torch.float64, generator=g)
     sh = sh_module(vec)
     ref = conv(x, sh, radial)
-    out = conv(x, sh, radial, edge_frame(vec, sh, lmax, lmax_features=4))
-    assert ref.abs().max() > 1.0
+    with torch.set_grad_enabled(not edges_last):
+        frame = edge_frame(vec, sh, lmax, lmax_features=4, edges_last=edges_last)
+        out = conv(x, sh, radial, frame)
+    assert ref.abs().max() > 1.0 and out.shape == ref.shape and out.is_contiguous()
     assert (out - ref).abs().max() <= TOL * ref.abs().max()
+    if edges_last:
+        return
     # gradients too: training runs the frame path
     grads = []
     for frame in (None, edge_frame(vec, sh, lmax, lmax_features=4)):

@@ -34,13 +34,10 @@ def test_chunked_equals_forward(setup, spinful, mixed_graph, bilayer_graph):
 
 
 @pytest.mark.parametrize("setup", ["baseline", "tracegrad"])
-def test_chunks_in_worker_threads_equal_one_thread(setup, bilayer_graph, monkeypatch):
-    from tgkit.nn.edge_frame import FrameProduct
-
-    monkeypatch.setattr(FrameProduct, "blocks_min_edges", 64)
+def test_chunks_in_worker_threads_equal_one_thread(setup, bilayer_graph):
     # each chunk runs the same single-threaded code in a worker; sums stay in chunk order.
-    # With the frame product's no-autograd plan from 64 edges, the workers must see the
-    # caller's no_grad to give the same bits
+    # Without autograd on a CPU the model runs its edges-last plan, so the workers must see
+    # the caller's no_grad to give the same bits
     model = get_model(setup, False)
     threads = torch.get_num_threads()
     try:

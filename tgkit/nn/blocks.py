@@ -10,7 +10,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, rotate
+from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, rotate, rotate_edges_last
 from tgkit.nn.linear import TypedLinear
 
 
@@ -22,7 +22,8 @@ class Gate(nn.Module):
     construction time); the gates are taken after the scalars in the input.
 
     Shapes: ``(..., irreps_in.dim)`` with irreps_in = scalars + gates + gated ->
-    ``(..., irreps_out.dim)`` with irreps_out = scalars + gated.
+    ``(..., irreps_out.dim)`` with irreps_out = scalars + gated; ``dim=0``: features first,
+    ``(irreps_in.dim, ...)`` (the edges-last prediction path).
     """
 
     def __init__(self, irreps_out: o3.Irreps | str) -> None:
@@ -40,14 +41,18 @@ class Gate(nn.Module):
             [(1, ir) for mul, ir in self.gated for _ in range(mul)]) for _ in range(ir.dim)]
         self.register_buffer("gate_index", torch.tensor(gate_of, dtype=torch.int64))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s, gates, gated = x.split([self.scalars.dim, self.gated.num_irreps, self.gated.dim], -1)
+    def forward(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        s, gates, gated = x.split([self.scalars.dim, self.gated.num_irreps, self.gated.dim],
+                                  dim)
         # tanh only where odd scalars exist (never in the shipped models: one pass less)
-        s = torch.where(self.odd, torch.tanh(s), nn.functional.silu(s)) if self.any_odd \
-            else nn.functional.silu(s)
+        if self.any_odd:
+            odd = self.odd if dim == -1 else self.odd.view(-1, *[1] * (x.dim() - 1))
+            s = torch.where(odd, torch.tanh(s), nn.functional.silu(s))
+        else:
+            s = nn.functional.silu(s)
         # index_select, not advanced indexing: a plain gather, whose backward is index_add
-        gates = torch.sigmoid(gates).index_select(-1, self.gate_index)
-        return torch.cat([s, gated * gates], dim=-1)
+        gates = torch.sigmoid(gates).index_select(dim, self.gate_index)
+        return torch.cat([s, gated * gates], dim=dim)
 
 
 class SpeciesLinear(nn.Module):
@@ -203,11 +208,17 @@ class EquivariantConv(nn.Module):
         """:meth:`forward` in the edge frame from ``h = lin_pre(x)`` on: ``h (E,
         lin_pre.irreps_out.dim)`` -> ``(E, irreps_out.dim)`` (blocks compute h in parts)."""
         # the radial MLP's last layer emits the weights in the frame product's order and scale
+        last = frame.edges_last
         w = self.frame_product.frame_weights(self.radial[:-1](radial), self.radial[-1],
-                                             frame.loops)
-        h = rotate(h, self.lin_pre.irreps_out, frame.wigner, True, frame.edges_last)
-        h = self.gate(self.frame_product(h, w, self.lin_post))
-        return rotate(h, self.gate.irreps_out, frame.wigner, False, frame.edges_last)
+                                             frame.loops, last)
+        if not last:
+            h = rotate(h, self.lin_pre.irreps_out, frame.wigner, to_frame=True)
+            h = self.gate(self.frame_product(h, w, self.lin_post))
+            return rotate(h, self.gate.irreps_out, frame.wigner, to_frame=False)
+        # prediction on a CPU: features (dim, E) from the first rotation to the last
+        h = rotate_edges_last(h.t().contiguous(), self.lin_pre.irreps_out, frame.wigner, True)
+        h = self.gate(self.frame_product(h, w, self.lin_post, edges_last=True), dim=0)
+        return rotate_edges_last(h, self.gate.irreps_out, frame.wigner, False).t().contiguous()
 
 
 class _UpdateBlock(nn.Module):

@@ -86,14 +86,12 @@ def edge_frame(vec: torch.Tensor, sh: torch.Tensor, lmax: int,
 
 
 def rotate(x: torch.Tensor, irreps: o3.Irreps, wigner: list[torch.Tensor],
-           to_frame: bool, edges_last: bool = False) -> torch.Tensor:
-    """``D^T x`` (into the edge frame) or ``D x`` (back), per irrep of ``irreps``, with
-    ``wigner`` in the layout ``edges_last`` names (:class:`EdgeFrame`).
+           to_frame: bool) -> torch.Tensor:
+    """``D^T x`` (into the edge frame) or ``D x`` (back), per irrep of ``irreps``.
 
-    Shapes: ``(E, irreps.dim)`` -> ``(E, irreps.dim)``.
+    Shapes: ``(E, irreps.dim)`` -> ``(E, irreps.dim)``, with ``(E, 2l+1, 2l+1)`` Wigner
+    matrices (the training path; :func:`rotate_edges_last` for prediction on a CPU).
     """
-    if edges_last:
-        return _rotate_edges_last(x, irreps, wigner, to_frame)
     e = x.shape[0]
     out = []
     # one split (one backward op) rather than a slice per irrep, whose backward each
@@ -107,30 +105,32 @@ def rotate(x: torch.Tensor, irreps: o3.Irreps, wigner: list[torch.Tensor],
     return torch.cat(out, dim=-1)
 
 
-def _rotate_edges_last(x: torch.Tensor, irreps: o3.Irreps, wigner: list[torch.Tensor],
-                       to_frame: bool) -> torch.Tensor:
-    """:func:`rotate` with ``(2l+1, 2l+1, E)`` Wigner matrices: x is transposed to (irreps.dim,
-    E), so that each irrep's rotation is 2l+1 multiply-adds over contiguous rows of edges
-    (vectorised), instead of E products of tiny matrices (3-9 wide, ~1.5 GFLOP/s on a CPU);
-    ~3x faster with both transposes (``bench/bench_edges_last.py``). Not for autograd: its
-    backward would be 2l+1 operations per irrep."""
-    e = x.shape[0]
-    xt = x.t().contiguous()
-    out = torch.empty_like(xt)
+def rotate_edges_last(x: torch.Tensor, irreps: o3.Irreps, wigner: list[torch.Tensor],
+                      to_frame: bool) -> torch.Tensor:
+    """:func:`rotate` with edges last: features ``(irreps.dim, E)`` -> ``(irreps.dim, E)``
+    with ``(2l+1, 2l+1, E)`` Wigner matrices (``EdgeFrame.edges_last``).
+
+    Each irrep's rotation is then 2l+1 multiply-adds over contiguous rows of edges
+    (vectorised) instead of E products of tiny matrices (3-9 wide, ~1.5 GFLOP/s on a CPU):
+    ~2.4x faster even with a transpose on each side (``bench/bench_edges_last.py``). Not for
+    autograd: its backward would be 2l+1 operations per irrep.
+    """
+    e = x.shape[1]
+    out = torch.empty_like(x)
     start = 0
     for mul, ir in irreps:
         rows = slice(start, start + mul * ir.dim)
         start = rows.stop
         if ir.l == 0:
-            out[rows] = xt[rows]
+            out[rows] = x[rows]
             continue
         d = wigner[ir.l] if to_frame else wigner[ir.l].transpose(0, 1)   # [i, j, edge]
-        xs, os = xt[rows].view(mul, ir.dim, e), out[rows].view(mul, ir.dim, e)
+        xs, os = x[rows].view(mul, ir.dim, e), out[rows].view(mul, ir.dim, e)
         # out[u, j] = sum_i x[u, i] d[i, j], one i at a time over (u, j, edges)
         torch.mul(xs[:, :1], d[0], out=os)
         for i in range(1, ir.dim):
             os.addcmul_(xs[:, i:i + 1], d[i])
-    return out.t().contiguous()
+    return out
 
 
 class FrameProduct(nn.Module):
@@ -146,12 +146,13 @@ class FrameProduct(nn.Module):
     operations per ``|m|``: the op count, not the arithmetic, bounds these small products on
     both CPU and GPU (bench/README.md, "GPU").
 
-    Inference on the CPU (no autograd, ``E >= blocks_min_edges``) runs a second plan with the
-    same columns: per ``(|m|, input irrep a)`` one matmul of a's ``(u, sign of m1)``
-    components with a constant Clebsch-Gordan matrix, the per-edge weights as one contiguous
-    product, and one matmul to all output types of that |m| (:meth:`_build_block_matrices`).
-    Forward only it is 2-2.6x faster from 1,024 edges; with backward the gather plan stays
-    faster at every size (``bench/bench_frame_plans.py``).
+    Prediction on a CPU (no autograd) runs a second plan with the same columns on features
+    laid out edges last, ``edges_last=True``: per ``(|m|, input irrep a)`` one matmul of a
+    constant Clebsch-Gordan matrix with a's ``(u, sign of m1)`` rows, the per-edge weights as
+    one product over rows, and one matmul from all output types of that |m|
+    (:meth:`_build_block_matrices`), every matmul with E columns: forward only, 0.4-0.8x the
+    gather plan's CPU time from 256 edges up (``bench/bench_frame_plans.py``); it has no
+    backward.
 
     Args:
         tp: e3nn ``TensorProduct`` with weighted 'uvu' paths and the spherical harmonics
@@ -162,7 +163,7 @@ class FrameProduct(nn.Module):
     Shapes: ``x (E, tp.irreps_in1.dim)``, ``weight (E, tp.weight_numel)`` *permuted by*
     ``weight_order`` and *times each path's harmonic in the frame* (``tp_weight[:,
     weight_order] * sh_m0[:, sh_index]``: :meth:`frame_weights`) -> ``(E, lin.irreps_out.dim)``,
-    all in the edge frame.
+    all in the edge frame; with ``edges_last``, each of the three transposed.
     """
 
     def __init__(self, tp: o3.TensorProduct, lin: o3.Linear) -> None:
@@ -280,12 +281,6 @@ class FrameProduct(nn.Module):
         self._build_blocks(in1, in2, types, columns)
         self._build_block_matrices(lin.irreps_out, out_chan)
 
-    # edges from which the block plan runs (CPU, no autograd); bench/bench_frame_plans.py:
-    # forward only it wins from ~400 edges, with backward at no size
-    blocks_min_edges: int = 512
-    force_plan: str = "auto"   # "gathers" or "blocks" forces one (tests, bench)
-    blocks_rows: int = 1024    # edges per row slice of the block plan
-
     def _build_blocks(self, in1: o3.Irreps, in2: o3.Irreps, types: list[o3.Irrep],
                       columns: dict) -> None:
         """The block plan: per (|m|, a), rows (u, sign of m1) of x, a CG matrix to columns
@@ -327,17 +322,18 @@ class FrameProduct(nn.Module):
                 xcol = [start + u * ir_a.dim + ir_a.l + s * m for u in range(mul) for s in signs]
                 k = len(self.blocks)
                 self.register_buffer(f"xcol_{k}", torch.tensor(xcol), persistent=False)
-                self.register_buffer(f"cg_{k}", mat.reshape(mul * ns, ns * (w1 - w0)).to(
-                    torch.get_default_dtype()), persistent=False)
+                # transposed: (sign of m3, column) rows from (u, sign of m1) rows of x
+                self.register_buffer(f"cg_{k}", mat.reshape(mul * ns, ns * (w1 - w0)).T.to(
+                    torch.get_default_dtype()).contiguous(), persistent=False)
                 self.blocks.append((m, ns, w0, w1, parts))
 
     def _build_block_matrices(self, out: o3.Irreps, out_chan: _Channels) -> None:
         """Per block (|m|, a) one matrix to *all* output types of that |m| side by side, in
-        place of a matmul per type (``(E * ns, n) @ (n, C_t)`` with C_t of 2-16 channels,
+        place of a matmul per type (``(C_t, n) @ (n, E)`` with C_t of 2-16 channels,
         slow on a CPU; ``bench/bench_frame_product.py``): its entries index the gathered
         linear weights (the m = 0 matrices, which hold every row) or a zero. More
         multiply-adds (zeros between types), far fewer and larger matmuls; the block plan's
-        accumulators then hold all types of an |m| in one ``(E * ns, sum C_t)`` tensor,
+        accumulators then hold all types of an |m| in one ``(ns, sum C_t, E)`` tensor,
         laid out by ``block_final_index``."""
         flat0, pos = {}, 0   # type -> start of its m = 0 matrix in the gathered weights
         for t, w, c in zip(self.plan_types[0], self.plan[0][1], self.plan[0][2], strict=True):
@@ -354,7 +350,7 @@ class FrameProduct(nn.Module):
                 c = out_chan.total[t]
                 idx[off:off + n, col0[m][t]:col0[m][t] + c] = (
                     flat0[t] + (j0 + torch.arange(n))[:, None] * c + torch.arange(c))
-            index.append(idx.flatten())
+            index.append(idx.T.flatten())   # (output column, input column) rows
             self.block_cols.append(width[m])
         self.register_buffer("block_index", torch.cat(index), persistent=False)
         # output column <- (|m3|, sign row) accumulator, type column, channel
@@ -365,17 +361,23 @@ class FrameProduct(nn.Module):
                               sum(sizes))
         self.register_buffer("block_final_index", torch.tensor(final), persistent=False)
 
-    def frame_weights(self, hidden: torch.Tensor, last: nn.Linear, loops: torch.Tensor
-                      ) -> torch.Tensor:
+    def frame_weights(self, hidden: torch.Tensor, last: nn.Linear, loops: torch.Tensor,
+                      edges_last: bool = False) -> torch.Tensor:
         """The weights :meth:`forward` takes, from the radial MLP's last layer ``last`` (which
         emits ``tp``'s weights) and its input ``hidden (E, last.in_features)``: that layer's
         rows permuted by ``weight_order`` and scaled by ``path_norm``, so each path's harmonic
         costs nothing per edge; only the self-loops ``loops`` (``EdgeFrame.loops``) are then
         corrected (their l2 > 0 paths vanish). Per edge, the same as ``last(hidden)[:,
-        weight_order] * sh_m0[:, sh_index]``, which was ~25 % of a CPU frame product."""
+        weight_order] * sh_m0[:, sh_index]``, which was ~25 % of a CPU frame product.
+        ``(E, weight_numel)``, or ``(weight_numel, E)`` with ``edges_last``."""
         order, norm = self.weight_order, self.path_norm
-        w = nn.functional.linear(hidden, last.weight[order] * norm[:, None],
-                                 last.bias[order] * norm)
+        weight, bias = last.weight[order] * norm[:, None], last.bias[order] * norm
+        if edges_last:
+            w = torch.addmm(bias[:, None], weight, hidden.t())
+            if loops.numel():
+                w.index_copy_(1, loops, w.index_select(1, loops) * self.on_loops[:, None])
+            return w
+        w = nn.functional.linear(hidden, weight, bias)
         if loops.numel():   # in place on a fresh tensor (addmm's backward does not read it)
             w.index_copy_(0, loops, w.index_select(0, loops) * self.on_loops)
         return w
@@ -383,23 +385,19 @@ class FrameProduct(nn.Module):
     # torch.compile backend of the training path (tgkit.nn.compiled), or None: eager
     compile_backend: str | None = None
 
-    def forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear,
+                edges_last: bool = False) -> torch.Tensor:
+        """The product, by the gather plan (``(E, dim)`` features, autograd, ``train.compile``)
+        or, with ``edges_last``, by the block plan (``(dim, E)``, no autograd)."""
+        if edges_last:
+            return self._blocks(x, weight, gather_weights(lin.weight, self.lin_index,
+                                                          self.lin_scale))
         return call_compiled(self, FrameProduct._forward, x, weight, lin)
 
     def _forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
         e = x.shape[0]
-        mats = gather_weights(lin.weight, self.lin_index, self.lin_scale)
-        if self.force_plan == "blocks" or self.force_plan == "auto" and e >= self.blocks_min_edges \
-                and x.device.type == "cpu" and not (torch.is_grad_enabled() and (
-                    x.requires_grad or weight.requires_grad)):
-            return self._blocks(x, weight, mats)
-        mats = iter(mats.split(self.mat_sizes))
-        outs = self._gathers(x, weight, mats)
-        outs.append(x.new_zeros(e, 1))
-        return torch.cat(outs, dim=1).index_select(1, self.final_index)
-
-    def _gathers(self, x: torch.Tensor, weight: torch.Tensor, mats) -> list[torch.Tensor]:
-        e = x.shape[0]
+        mats = iter(gather_weights(lin.weight, self.lin_index, self.lin_scale).split(
+            self.mat_sizes))
         outs = []
         ws = weight.index_select(1, self.widx_all).split(self.w_sizes, dim=1)
         xs = iter(x.index_select(1, self.gidx_all).split(self.x_sizes, dim=1))
@@ -410,28 +408,28 @@ class FrameProduct(nn.Module):
                 z = z + (next(xs) * w)[:, None, :] * coef[i1]
             for zt, wt, ct in zip(z.split(widths, dim=-1), widths, chans, strict=True):
                 outs.append((zt @ next(mats).view(wt, ct)).reshape(e, ns * ct))
-        return outs
+        outs.append(x.new_zeros(e, 1))
+        return torch.cat(outs, dim=1).index_select(1, self.final_index)
 
     def _blocks(self, x: torch.Tensor, weight: torch.Tensor, mats: torch.Tensor
                 ) -> torch.Tensor:
+        """The block plan, edges last: ``x (dim_in, E)``, ``weight (weight_numel, E)`` ->
+        ``(dim_out, E)``. With edges as the matmuls' columns, every product is one large
+        matmul and the weights one product over contiguous rows; 0.6-0.7x the CPU time of the
+        same plan edges first (``bench/bench_frame_product.py``)."""
+        e = x.shape[1]
         mats = torch.cat([mats, mats.new_zeros(1)]).index_select(0, self.block_index).split(
             [(w1 - w0) * c for (_, _, w0, w1, _), c in zip(self.blocks, self.block_cols,
                                                            strict=True)])
-        mats = [b.view(-1, c) for b, c in zip(mats, self.block_cols, strict=True)]
-        rows = []
-        # in row slices of blocks_rows edges, so that each product stays in the CPU's cache
-        # for the weights' product and the next matmul (bench/bench_frame_product.py)
-        for x_r, w_r in zip(x.split(self.blocks_rows), weight.split(self.blocks_rows),
-                            strict=True):
-            e = x_r.shape[0]
-            acc: dict[int, torch.Tensor] = {}
-            for k, ((m, ns, w0, w1, _), b) in enumerate(zip(self.blocks, mats, strict=True)):
-                z = x_r.index_select(1, getattr(self, f"xcol_{k}")) @ getattr(self, f"cg_{k}")
-                z = (z.view(e, ns, w1 - w0) * w_r[:, None, w0:w1]).view(e * ns, w1 - w0)
-                acc[m] = z @ b if m not in acc else acc[m].addmm_(z, b)
-            outs = [acc[m].view(e, -1) for m in self.plan_m] + [x.new_zeros(e, 1)]
-            rows.append(torch.cat(outs, dim=1).index_select(1, self.block_final_index))
-        return rows[0] if len(rows) == 1 else torch.cat(rows)
+        acc: dict[int, torch.Tensor] = {}
+        for k, ((m, ns, w0, w1, _), b, c) in enumerate(zip(self.blocks, mats, self.block_cols,
+                                                            strict=True)):
+            z = getattr(self, f"cg_{k}") @ x.index_select(0, getattr(self, f"xcol_{k}"))
+            z = z.view(ns, w1 - w0, e).mul_(weight[w0:w1])   # (sign of m3, column, edge)
+            b = b.view(c, w1 - w0)   # (output column of this |m|, column)
+            acc[m] = b @ z if m not in acc else acc[m].baddbmm_(b.expand(ns, -1, -1), z)
+        outs = [acc[m].view(-1, e) for m in self.plan_m] + [x.new_zeros(1, e)]
+        return torch.cat(outs).index_select(0, self.block_final_index)
 
 
 class _Channels(NamedTuple):
