@@ -94,7 +94,8 @@ def main() -> None:
                              dtype=torch.float32).export_inference()
     acc: dict[str, float] = collections.defaultdict(float)
     rotations = "conv: rotations into / out of the edge frame"
-    time_function(tgkit.nn.blocks, "rotate", rotations, acc)
+    time_function(tgkit.nn.blocks, "rotate", rotations, acc)   # training layout
+    time_function(tgkit.nn.blocks, "rotate_edges_last", rotations, acc)   # prediction on a CPU
     time_function(tgkit.nn.model, "edge_frame", "edge frames (Wigner-D per edge, once)", acc)
     for mod in model.modules():   # a convolution from its first linear's output on
         if isinstance(mod, EquivariantConv):
