@@ -87,7 +87,7 @@ def main() -> None:
             print(f"{mode:17s} E={e:5d}  gathers {row['gathers_us_per_edge']:7.2f}  blocks "
                   f"{row['blocks_us_per_edge']:7.2f} us/edge  "
                   f"ratio {row['blocks_over_gathers']:.2f}", flush=True)
-    out = {"command": "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frame_plans.py",
+    out = {"command": "OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(sys.argv),
            "config": args.config, "convolutions": len(convs), "machine": machine_info(),
            "rows": rows}
     Path(args.results).write_text(json.dumps(out, indent=1))
