@@ -328,35 +328,38 @@ class FrameProduct(nn.Module):
                 self.blocks.append((m, ns, w0, w1, parts))
 
     def _build_block_matrices(self, out: o3.Irreps, out_chan: _Channels) -> None:
-        """Per block (|m|, a) one matrix to *all* output types of that |m| side by side, in
-        place of a matmul per type (``(C_t, n) @ (n, E)`` with C_t of 2-16 channels,
-        slow on a CPU; ``bench/bench_frame_product.py``): its entries index the gathered
-        linear weights (the m = 0 matrices, which hold every row) or a zero. More
-        multiply-adds (zeros between types), far fewer and larger matmuls; the block plan's
-        accumulators then hold all types of an |m| in one ``(ns, sum C_t, E)`` tensor,
-        laid out by ``block_final_index``."""
+        """Per block (|m|, a) and output type t, the ``(C_t, n)`` matrix of the linear's
+        weights that takes a's n columns of type t to t's C_t output channels: one
+        ``index_select`` of the gathered linear weights (the m = 0 matrices, which hold every
+        row) builds all of them per call (``block_index``); ``block_parts[k]`` lists, for
+        block k, ``(first column, n, first output row of t in the |m| accumulator, C_t,
+        start in the gathered matrices)``. The accumulator of each |m| holds all its output
+        types, ``(ns, sum C_t, E)``, laid out by ``block_final_index``."""
         flat0, pos = {}, 0   # type -> start of its m = 0 matrix in the gathered weights
         for t, w, c in zip(self.plan_types[0], self.plan[0][1], self.plan[0][2], strict=True):
             flat0[t] = pos
             pos += w * c
-        zero = sum(self.mat_sizes)
         col0 = {m: dict(zip(ts, cumulative(cs), strict=True))
                 for m, ts, (_, _, cs) in zip(self.plan_m, self.plan_types, self.plan, strict=True)}
-        width = {m: sum(cs) for m, (_, _, cs) in zip(self.plan_m, self.plan, strict=True)}
-        index, self.block_cols = [], []
-        for m, _, w0, w1, parts in self.blocks:
-            idx = torch.full((w1 - w0, width[m]), zero)
+        self.block_width = {m: sum(cs) for m, (_, _, cs) in zip(self.plan_m, self.plan,
+                                                                 strict=True)}
+        index, self.block_parts, start = [], [], 0
+        for m, _, _, _, parts in self.blocks:
+            items = []
             for t, off, j0, n in parts:
                 c = out_chan.total[t]
-                idx[off:off + n, col0[m][t]:col0[m][t] + c] = (
-                    flat0[t] + (j0 + torch.arange(n))[:, None] * c + torch.arange(c))
-            index.append(idx.T.flatten())   # (output column, input column) rows
-            self.block_cols.append(width[m])
+                # (C_t, n): output channel, column
+                index.append((flat0[t] + (j0 + torch.arange(n)) * c + torch.arange(c)[:, None])
+                             .flatten())
+                items.append((off, n, col0[m][t], c, start))
+                start += n * c
+            self.block_parts.append(items)
         self.register_buffer("block_index", torch.cat(index), persistent=False)
         # output column <- (|m3|, sign row) accumulator, type column, channel
+        width = self.block_width
         sizes = [ns * width[m] for m, (ns, _, _) in zip(self.plan_m, self.plan, strict=True)]
-        start = dict(zip(self.plan_m, cumulative(sizes), strict=True))
-        base = {(m, t): start[m] + c0 for m, cols in col0.items() for t, c0 in cols.items()}
+        start_m = dict(zip(self.plan_m, cumulative(sizes), strict=True))
+        base = {(m, t): start_m[m] + c0 for m, cols in col0.items() for t, c0 in cols.items()}
         final = _output_index(out, out_chan, base, {key: width[key[0]] for key in base},
                               sum(sizes))
         self.register_buffer("block_final_index", torch.tensor(final), persistent=False)
@@ -414,20 +417,21 @@ class FrameProduct(nn.Module):
     def _blocks(self, x: torch.Tensor, weight: torch.Tensor, mats: torch.Tensor
                 ) -> torch.Tensor:
         """The block plan, edges last: ``x (dim_in, E)``, ``weight (weight_numel, E)`` ->
-        ``(dim_out, E)``. With edges as the matmuls' columns, every product is one large
-        matmul and the weights one product over contiguous rows; 0.6-0.7x the CPU time of the
-        same plan edges first (``bench/bench_frame_product.py``)."""
+        ``(dim_out, E)``. With edges as the matmuls' columns, every product is a large matmul
+        (constant CG matrix, then per output type the linear's weights) and the weights one
+        product over contiguous rows; 0.6-0.7x the CPU time of the same plan edges first
+        (``bench/bench_frame_product.py``)."""
         e = x.shape[1]
-        mats = torch.cat([mats, mats.new_zeros(1)]).index_select(0, self.block_index).split(
-            [(w1 - w0) * c for (_, _, w0, w1, _), c in zip(self.blocks, self.block_cols,
-                                                           strict=True)])
-        acc: dict[int, torch.Tensor] = {}
-        for k, ((m, ns, w0, w1, _), b, c) in enumerate(zip(self.blocks, mats, self.block_cols,
-                                                            strict=True)):
+        mats = mats.index_select(0, self.block_index)
+        acc = {m: x.new_zeros(ns, self.block_width[m], e) for m, (ns, _, _) in
+               zip(self.plan_m, self.plan, strict=True)}
+        for k, ((m, ns, w0, w1, _), parts) in enumerate(zip(self.blocks, self.block_parts,
+                                                             strict=True)):
             z = getattr(self, f"cg_{k}") @ x.index_select(0, getattr(self, f"xcol_{k}"))
             z = z.view(ns, w1 - w0, e).mul_(weight[w0:w1])   # (sign of m3, column, edge)
-            b = b.view(c, w1 - w0)   # (output column of this |m|, column)
-            acc[m] = b @ z if m not in acc else acc[m].baddbmm_(b.expand(ns, -1, -1), z)
+            for off, n, c0, c, start in parts:   # type t: (C_t, n) @ its n columns
+                b = mats[start:start + n * c].view(c, n).expand(ns, c, n)
+                acc[m][:, c0:c0 + c].baddbmm_(b, z[:, off:off + n])
         outs = [acc[m].view(-1, e) for m in self.plan_m] + [x.new_zeros(1, e)]
         return torch.cat(outs).index_select(0, self.block_final_index)
 
