@@ -57,3 +57,22 @@ def test_masks(basis):
     assert ms.shape == (2, 26, 26) and ms[0].sum() == 4 * 5 * 13
     bm = block_mask(basis, si, sj)
     assert bm.shape == (2, len(basis.shells) ** 2) and bm[0].sum() == 3 * 5 and bm[1].all()
+
+
+def test_spinless_blocks_in_one_matmul_equal_decoder_then_map(basis):
+    """Spinless, decode_blocks folds the decoder and the map to blocks into one matrix: the
+    same blocks and the same gradients as the two steps."""
+    torch.manual_seed(0)
+    with default_dtype(torch.float64):
+        head = HamiltonianHead("4x0e+2x1o+2x1e+2x2e+1x3o+1x4e", basis, False)
+    for p in head.parameters():
+        torch.nn.init.normal_(p)
+    x = torch.randn(5, head.irreps_in.dim, dtype=torch.float64)
+    ref, out = head._blocks(head.decode(x)), head.decode_blocks(x)
+    assert out.shape == (5, basis.dim, basis.dim) and ref.abs().max() > 0.1
+    torch.testing.assert_close(out, ref, atol=1e-13, rtol=0)
+    g = torch.randn_like(ref)
+    grads = [torch.autograd.grad((y * g).sum(), list(head.parameters()))
+             for y in (head._blocks(head.decode(x)), head.decode_blocks(x))]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

@@ -139,8 +139,17 @@ class HamiltonianHead(nn.Module):
     def decode_blocks(self, x: torch.Tensor) -> torch.Tensor:
         """Per edge, the (not yet hermitian) block: ``(E, irreps_in.dim)`` -> ``(E, B, B)``
         real or ``(E, 2B, 2B)`` complex. The model decodes every edge once and then pairs
-        blocks with their reverse edges' chunk by chunk (:meth:`hermitian`)."""
-        return self._blocks(self.decode(x))
+        blocks with their reverse edges' chunk by chunk (:meth:`hermitian`).
+
+        Spinless, the decoder and the map to blocks are both linear: their product, the
+        decoder applied to the identity times ``to_block``, is one ``(irreps_in.dim, B^2)``
+        matrix, so each edge costs one matmul row instead of the decoder's per-type products
+        and a second matmul (same blocks to round-off, tested)."""
+        if self.spinful:
+            return self._blocks(self.decode(x))
+        eye = torch.eye(self.irreps_in.dim, dtype=x.dtype, device=x.device)
+        b = self.basis.dim
+        return (x @ (self.decode(eye) @ self.to_block)).unflatten(-1, (b, b))
 
     def hermitian(self, h: torch.Tensor, h_reverse: torch.Tensor) -> torch.Tensor:
         """``H_e = (h_e + h_rev(e)^dagger) / 2`` from :meth:`decode_blocks` of edges and of
