@@ -31,7 +31,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_tracegrad_module import median_ms  # noqa: E402
+from bench_tracegrad_module import carbon_model, median_ms, ratio_table  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 
@@ -42,18 +42,9 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=25)
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()
-    torch.set_num_threads(1)
-    from tgkit.config import load_config
-    from tgkit.irreps import OrbitalBasis
-    from tgkit.nn import HamiltonianModel
     from tgkit.nn.edge_frame import edge_frame, rotate, rotate_edges_last
-    from tgkit.runtime import reuse_freed_memory
 
-    reuse_freed_memory()   # as predict_chunked
-    cfg = load_config(args.config)
-    torch.manual_seed(0)
-    model = HamiltonianModel(OrbitalBasis({6: (0, 0, 1, 1, 2)}), False, cfg.model,
-                             cfg.tracegrad, dtype=torch.float32)
+    model = carbon_model(args.config)
     lmax, top = model.model_config.lmax, model.lmax_features
     vec = torch.randn(args.edges, 3) * 2.0
     convs = [b.conv for blocks in (model.node_blocks, model.edge_blocks) for b in blocks]
@@ -97,11 +88,8 @@ def main() -> None:
                      "edges_first_ms": t0, "edges_last_ms": t1})
     info = machine_info()
     print(f"machine: {info['cpu']}, 1 torch thread; {args.edges} edges")
-    print("| part | edges first (CPU ms) | edges last (CPU ms) | ratio |")
-    print("| --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['part']} | {r['edges_first_ms']:.2f} | {r['edges_last_ms']:.2f} | "
-              f"{r['edges_last_ms'] / r['edges_first_ms']:.2f} |")
+    ratio_table(rows, "part", "edges_first_ms", "edges_last_ms",
+                ("part", "edges first (CPU ms)", "edges last (CPU ms)"))
     if args.out:
         Path(args.out).write_text(json.dumps({"edges": args.edges, "config": args.config,
                                               "machine": info, "rows": rows}, indent=1) + "\n")

@@ -30,7 +30,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_tracegrad_module import load_module, median_ms  # noqa: E402
+from bench_tracegrad_module import (  # noqa: E402
+    carbon_model,
+    load_module,
+    median_ms,
+    ratio_table,
+)
 from machine import machine_info  # noqa: E402
 
 
@@ -42,23 +47,13 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=25)
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()
-    torch.set_num_threads(1)
-    from tgkit.config import load_config
-    from tgkit.irreps import OrbitalBasis
-    from tgkit.nn import HamiltonianModel
-    from tgkit.runtime import reuse_freed_memory
-
-    reuse_freed_memory()   # as predict_chunked
     rel = "tgkit/nn/edge_frame.py"
     src = subprocess.run(["git", "show", f"{args.against}:{rel}"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "old.py").write_text(src)
         old = load_module(Path(tmp) / "old.py", "edge_frame_old")
-    cfg = load_config(args.config)
-    torch.manual_seed(0)
-    model = HamiltonianModel(OrbitalBasis({6: (0, 0, 1, 1, 2)}), False, cfg.model,
-                             cfg.tracegrad, dtype=torch.float32)
+    model = carbon_model(args.config)
     rows = []
     with torch.no_grad():
         for name, blocks in (("node", model.node_blocks), ("edge", model.edge_blocks)):
@@ -81,11 +76,8 @@ def main() -> None:
                              "old_ms": t_old, "new_ms": t_new, "max_abs_diff": diff})
     info = machine_info()
     print(f"machine: {info['cpu']}, 1 torch thread; old = {args.against}; {args.edges} edges")
-    print("| convolution | old (CPU ms) | new (CPU ms) | ratio |")
-    print("| --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['block']} | {r['old_ms']:.2f} | {r['new_ms']:.2f} | "
-              f"{r['new_ms'] / r['old_ms']:.2f} |")
+    ratio_table(rows, "block", "old_ms", "new_ms",
+                ("convolution", "old (CPU ms)", "new (CPU ms)"))
     old_t, new_t = sum(r["old_ms"] for r in rows), sum(r["new_ms"] for r in rows)
     print(f"| all | {old_t:.2f} | {new_t:.2f} | {new_t / old_t:.2f} |")
     if args.out:

@@ -21,7 +21,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_tracegrad_module import median_ms  # noqa: E402
+from bench_tracegrad_module import carbon_model, median_ms  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 
@@ -31,17 +31,7 @@ def main() -> None:
     p.add_argument("--edges", type=int, default=4096)
     p.add_argument("--reps", type=int, default=30)
     args = p.parse_args()
-    torch.set_num_threads(1)
-    from tgkit.config import load_config
-    from tgkit.irreps import OrbitalBasis
-    from tgkit.nn import HamiltonianModel
-    from tgkit.runtime import reuse_freed_memory
-
-    reuse_freed_memory()   # as predict_chunked
-    cfg = load_config(args.config)
-    torch.manual_seed(0)
-    model = HamiltonianModel(OrbitalBasis({6: (0, 0, 1, 1, 2)}), False, cfg.model,
-                             cfg.tracegrad, dtype=torch.float32)
+    model = carbon_model(args.config)
     head = model.head
     x = torch.randn(args.edges, head.irreps_in.dim)
     with torch.no_grad():

@@ -42,6 +42,33 @@ def load_module(path: Path, name: str):
     return mod
 
 
+def carbon_model(config: str):
+    """The model of the YAML ``config`` for carbon 2s2p1d (graphene-8's basis), seed 0,
+    float32, on one torch thread with glibc keeping freed blocks (as ``predict_chunked``):
+    what the one-chunk benchmarks time."""
+    from tgkit.config import load_config
+    from tgkit.irreps import OrbitalBasis
+    from tgkit.nn import HamiltonianModel
+    from tgkit.runtime import reuse_freed_memory
+
+    torch.set_num_threads(1)
+    reuse_freed_memory()
+    cfg = load_config(config)
+    torch.manual_seed(0)
+    return HamiltonianModel(OrbitalBasis({6: (0, 0, 1, 1, 2)}), False, cfg.model,
+                            cfg.tracegrad, dtype=torch.float32)
+
+
+def ratio_table(rows: list[dict], name: str, before: str, after: str,
+                header: tuple[str, str, str]) -> None:
+    """Print ``rows`` as a markdown table: ``row[name]``, ``row[before]``, ``row[after]`` (ms)
+    and their ratio, under the column titles ``header``."""
+    print(f"| {header[0]} | {header[1]} | {header[2]} | ratio |")
+    print("| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r[name]} | {r[before]:.2f} | {r[after]:.2f} | {r[after] / r[before]:.2f} |")
+
+
 def median_ms(fns, reps: int, warmup: int = 3, clock: str = "wall") -> list[float]:
     """Median ms (wall, or this process's CPU time) of each of ``fns``, called round-robin."""
     now = time.perf_counter if clock == "wall" else time.process_time
