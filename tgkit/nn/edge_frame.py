@@ -37,7 +37,8 @@ class EdgeFrame(NamedTuple):
     ``sh_m0``: ``(E, lmax+1)``, the m = 0 component of each degree of the edge's harmonics in
     the frame (``sqrt(2l+1)`` for an edge, ``(1, 0, ...)`` for a self-loop);
     ``loops``: ``(L,)`` int64, the rows that are self-loops (zero vectors);
-    ``edges_last``: the layout of ``wigner`` (:func:`rotate` takes either).
+    ``edges_last``: the layout of ``wigner`` (:func:`rotate` takes the first,
+    :func:`rotate_edges_last` the second).
     """
 
     wigner: list[torch.Tensor]
@@ -149,7 +150,7 @@ class FrameProduct(nn.Module):
     Prediction on a CPU (no autograd) runs a second plan with the same columns on features
     laid out edges last, ``edges_last=True``: per ``(|m|, input irrep a)`` one matmul of a
     constant Clebsch-Gordan matrix with a's ``(u, sign of m1)`` rows, the per-edge weights as
-    one product over rows, and one matmul from all output types of that |m|
+    one product over rows, and per output type one matmul with the linear's weights
     (:meth:`_build_block_matrices`), every matmul with E columns: forward only, 0.4-0.8x the
     gather plan's CPU time from 256 edges up (``bench/bench_frame_plans.py``); it has no
     backward.
