@@ -7,9 +7,9 @@ forward under ``no_grad`` on the convolutions of the ``--config`` model (random 
 float32, 1 thread, CPU time; the block plan on transposed inputs, as the model hands them
 over) for several edge counts, alternating the plans, and prints the CPU microseconds per
 edge. The block plan runs whenever there is no autograd on a CPU: it wins from a few hundred
-edges (a chunk of 4,096 or a training cell's graph), and where it loses, on the last few edges
-of a prediction, that costs a fraction of a millisecond. (It has no backward: training keeps
-the gather plan.)
+edges (a chunk of 4,096, a training cell's graph), and where it loses, on the last few dozen
+edges of a prediction or a cell that small, that costs a few milliseconds. (It has no
+backward: training keeps the gather plan.)
 
 Usage (repository root)::
 

@@ -151,9 +151,9 @@ class FrameProduct(nn.Module):
     laid out edges last, ``edges_last=True``: per ``(|m|, input irrep a)`` one matmul of a
     constant Clebsch-Gordan matrix with a's ``(u, sign of m1)`` rows, the per-edge weights as
     one product over rows, and per output type one matmul with the linear's weights
-    (:meth:`_build_block_matrices`), every matmul with E columns: forward only, 0.4-0.8x the
-    gather plan's CPU time from 256 edges up (``bench/bench_frame_plans.py``); it has no
-    backward.
+    (:meth:`_build_block_matrices`), every matmul with E columns. Forward only, it takes
+    0.2-0.9x the gather plan's CPU time from 256 edges up, 2.2x at 64 edges
+    (``bench/bench_frame_plans.py``); it has no backward.
 
     Args:
         tp: e3nn ``TensorProduct`` with weighted 'uvu' paths and the spherical harmonics
