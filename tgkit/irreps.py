@@ -347,11 +347,8 @@ def wigner_D_chain(rot: torch.Tensor, lmax: int, edges_last: bool = False
     (``bench/bench_edges_last.py``).
     """
     e = rot.shape[0]
-    if edges_last:
-        r = rot.permute(1, 2, 0).contiguous()   # (3, 3, E)
-        ds = [rot.new_ones(1, 1, e), r][: lmax + 1]
-    else:
-        ds = [torch.ones(e, 1, 1, dtype=rot.dtype, device=rot.device), rot][: lmax + 1]
+    r = rot.permute(1, 2, 0).contiguous() if edges_last else rot   # (3, 3, E) or (E, 3, 3)
+    ds = [rot.new_ones((1, 1, e) if edges_last else (e, 1, 1)), r][: lmax + 1]
     for l in range(2, lmax + 1):
         c = _cg_chain(l).to(dtype=rot.dtype, device=rot.device)
         prev, n = ds[-1], 3 * (2 * l - 1)
@@ -360,7 +357,7 @@ def wigner_D_chain(rot: torch.Tensor, lmax: int, edges_last: bool = False
             left = (c.T @ kron).view(2 * l + 1, n, e)   # C^T K, edges still last
             ds.append(torch.matmul(c.T, left))          # per row a of C^T K: C^T (C^T K)[a]
         else:
-            kron = (prev[:, :, None, :, None] * rot[:, None, :, None, :]).reshape(e, n, n)
+            kron = (prev[:, :, None, :, None] * r[:, None, :, None, :]).reshape(e, n, n)
             ds.append(c.T @ kron @ c)
     return ds
 

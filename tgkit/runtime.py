@@ -1,10 +1,21 @@
-"""Process-wide settings that make tgkit's CPU work faster; each is applied once per process."""
+"""Process-wide settings that make tgkit's CPU work faster (each applied once per process),
+and the one test that picks tgkit's plans for prediction on a CPU."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import functools
+
+import torch
+
+
+def cpu_prediction(device: torch.device) -> bool:
+    """Work on ``device`` is prediction (or validation) on a CPU: no autograd. There tgkit runs
+    its edges-last plans (Wigner matrices, rotations, frame product, TraceGrad; each tested
+    equal to the training path) and edge chunks in worker threads."""
+    return device.type == "cpu" and not torch.is_grad_enabled()
+
 
 
 @functools.cache

@@ -276,11 +276,10 @@ class FrameProduct(nn.Module):
         self.mat_sizes = [w * c for _, ws, cs in self.plan for w, c in zip(ws, cs, strict=True)]
         # output column <- row (sign of m3) of (|m3|, t), channel; past the end: a zero column
         # for outputs no path reaches (e3nn's Linear: zeros too)
-        final = _output_index(lin.irreps_out, out_chan, big_offset,
-                              {key: out_chan.total[key[1]] for key in big_offset}, offset)
+        final = _output_index(lin.irreps_out, out_chan, big_offset, offset)
         self.register_buffer("final_index", torch.tensor(final), persistent=False)
         self._build_blocks(in1, in2, types, columns)
-        self._build_block_matrices(lin.irreps_out, out_chan)
+        self._build_block_matrices(out_chan)
 
     def _build_blocks(self, in1: o3.Irreps, in2: o3.Irreps, types: list[o3.Irrep],
                       columns: dict) -> None:
@@ -328,42 +327,33 @@ class FrameProduct(nn.Module):
                     torch.get_default_dtype()).contiguous(), persistent=False)
                 self.blocks.append((m, ns, w0, w1, parts))
 
-    def _build_block_matrices(self, out: o3.Irreps, out_chan: _Channels) -> None:
+    def _build_block_matrices(self, out_chan: _Channels) -> None:
         """Per block (|m|, a) and output type t, the ``(C_t, n)`` matrix of the linear's
-        weights that takes a's n columns of type t to t's C_t output channels: one
-        ``index_select`` of the gathered linear weights (the m = 0 matrices, which hold every
-        row) builds all of them per call (``block_index``); ``block_parts[k]`` lists, for
-        block k, ``(first column, n, first output row of t in the |m| accumulator, C_t,
-        start in the gathered matrices)``. The accumulator of each |m| holds all its output
-        types, ``(ns, sum C_t, E)``, laid out by ``block_final_index``."""
-        flat0, pos = {}, 0   # type -> start of its m = 0 matrix in the gathered weights
+        weights that takes a's n columns of type t to t's C_t output channels. All of them
+        are one gather from the linear's weight vector per call (``block_lin_index`` and
+        ``block_lin_scale``: the m = 0 rows of ``lin_index``, which hold every (a, u, path)
+        row of each type); ``block_parts[k]`` lists, for block k, ``(type, first column, n,
+        C_t, start in the gathered matrices)``. The accumulator of each ``(|m|, t)`` is
+        ``(ns, C_t, E)``, rows in the gather plan's column order, so ``final_index`` lays
+        out both plans' outputs."""
+        flat0, pos = {}, 0   # type -> start of its m = 0 matrix in lin_index
         for t, w, c in zip(self.plan_types[0], self.plan[0][1], self.plan[0][2], strict=True):
             flat0[t] = pos
             pos += w * c
-        col0 = {m: dict(zip(ts, cumulative(cs), strict=True))
-                for m, ts, (_, _, cs) in zip(self.plan_m, self.plan_types, self.plan, strict=True)}
-        self.block_width = {m: sum(cs) for m, (_, _, cs) in zip(self.plan_m, self.plan,
-                                                                 strict=True)}
         index, self.block_parts, start = [], [], 0
-        for m, _, _, _, parts in self.blocks:
+        for _, _, _, _, parts in self.blocks:
             items = []
             for t, off, j0, n in parts:
                 c = out_chan.total[t]
                 # (C_t, n): output channel, column
                 index.append((flat0[t] + (j0 + torch.arange(n)) * c + torch.arange(c)[:, None])
                              .flatten())
-                items.append((off, n, col0[m][t], c, start))
+                items.append((t, off, n, c, start))
                 start += n * c
             self.block_parts.append(items)
-        self.register_buffer("block_index", torch.cat(index), persistent=False)
-        # output column <- (|m3|, sign row) accumulator, type column, channel
-        width = self.block_width
-        sizes = [ns * width[m] for m, (ns, _, _) in zip(self.plan_m, self.plan, strict=True)]
-        start_m = dict(zip(self.plan_m, cumulative(sizes), strict=True))
-        base = {(m, t): start_m[m] + c0 for m, cols in col0.items() for t, c0 in cols.items()}
-        final = _output_index(out, out_chan, base, {key: width[key[0]] for key in base},
-                              sum(sizes))
-        self.register_buffer("block_final_index", torch.tensor(final), persistent=False)
+        index = torch.cat(index)
+        self.register_buffer("block_lin_index", self.lin_index[index], persistent=False)
+        self.register_buffer("block_lin_scale", self.lin_scale[index], persistent=False)
 
     def frame_weights(self, hidden: torch.Tensor, last: nn.Linear, loops: torch.Tensor,
                       edges_last: bool = False) -> torch.Tensor:
@@ -394,8 +384,8 @@ class FrameProduct(nn.Module):
         """The product, by the gather plan (``(E, dim)`` features, autograd, ``train.compile``)
         or, with ``edges_last``, by the block plan (``(dim, E)``, no autograd)."""
         if edges_last:
-            return self._blocks(x, weight, gather_weights(lin.weight, self.lin_index,
-                                                          self.lin_scale))
+            return self._blocks(x, weight, gather_weights(lin.weight, self.block_lin_index,
+                                                          self.block_lin_scale))
         return call_compiled(self, FrameProduct._forward, x, weight, lin)
 
     def _forward(self, x: torch.Tensor, weight: torch.Tensor, lin: o3.Linear) -> torch.Tensor:
@@ -423,18 +413,18 @@ class FrameProduct(nn.Module):
         product over contiguous rows; 0.6-0.7x the CPU time of the same plan edges first
         (``bench/bench_frame_product.py``)."""
         e = x.shape[1]
-        mats = mats.index_select(0, self.block_index)
-        acc = {m: x.new_zeros(ns, self.block_width[m], e) for m, (ns, _, _) in
-               zip(self.plan_m, self.plan, strict=True)}
+        acc = {(m, t): x.new_zeros(ns, c, e)
+               for m, ts, (ns, _, cs) in zip(self.plan_m, self.plan_types, self.plan, strict=True)
+               for t, c in zip(ts, cs, strict=True)}
         for k, ((m, ns, w0, w1, _), parts) in enumerate(zip(self.blocks, self.block_parts,
                                                              strict=True)):
             z = getattr(self, f"cg_{k}") @ x.index_select(0, getattr(self, f"xcol_{k}"))
             z = z.view(ns, w1 - w0, e).mul_(weight[w0:w1])   # (sign of m3, column, edge)
-            for off, n, c0, c, start in parts:   # type t: (C_t, n) @ its n columns
+            for t, off, n, c, start in parts:   # type t: (C_t, n) @ its n columns
                 b = mats[start:start + n * c].view(c, n).expand(ns, c, n)
-                acc[m][:, c0:c0 + c].baddbmm_(b, z[:, off:off + n])
-        outs = [acc[m].view(-1, e) for m in self.plan_m] + [x.new_zeros(1, e)]
-        return torch.cat(outs).index_select(0, self.block_final_index)
+                acc[m, t].baddbmm_(b, z[:, off:off + n])
+        outs = [a.view(-1, e) for a in acc.values()] + [x.new_zeros(1, e)]
+        return torch.cat(outs).index_select(0, self.final_index)
 
 
 class _Channels(NamedTuple):
@@ -443,17 +433,16 @@ class _Channels(NamedTuple):
     total: dict[o3.Irrep, int]   # channels per type
 
 
-def _output_index(out: o3.Irreps, out_chan: _Channels, base: dict, row_stride: dict,
-                  zero: int) -> list[int]:
-    """Per output column (entry k, channel c, m3) of ``out``, its column in a plan's
-    concatenated products: ``base[|m3|, type] + (m3 < 0) * row_stride[|m3|, type] +`` the
-    channel's offset within its type; ``zero`` where no path reaches ``(|m3|, type)``."""
+def _output_index(out: o3.Irreps, out_chan: _Channels, base: dict, zero: int) -> list[int]:
+    """Per output column (entry k, channel c, m3) of ``out``, its column in the plan's
+    concatenated products: ``base[|m3|, type] + (m3 < 0) * C_type +`` the channel's offset
+    within its type; ``zero`` where no path reaches ``(|m3|, type)``."""
     final = []
     for k, (mul, ir) in enumerate(out):
         for c in range(mul):
             for m3 in range(-ir.l, ir.l + 1):
                 key = (abs(m3), ir)
-                final.append(base[key] + int(m3 < 0) * row_stride[key] + out_chan.start[k] + c
+                final.append(base[key] + int(m3 < 0) * out_chan.total[ir] + out_chan.start[k] + c
                              if key in base else zero)
     return final
 

@@ -18,7 +18,7 @@ from tgkit.data.deeph import Key, Structure
 from tgkit.data.graph import graph_blocks, structure_to_graph, to_device
 from tgkit.errors import DeepHFormatError, TgkitError
 from tgkit.nn.model import HamiltonianModel
-from tgkit.runtime import reuse_freed_memory
+from tgkit.runtime import cpu_prediction, reuse_freed_memory
 
 # edges per chunk for CPU inference: a chunk's activations stay in cache (2048-16384 measured
 # on the 2-core development VM: 4096 fastest; bench/README.md)
@@ -68,9 +68,7 @@ def default_workers(device: torch.device) -> int:
     """Chunks to run at once: on a CPU without autograd, torch's thread count (one chunk per
     core, each on one thread, rather than torch's intra-op threads on every small op;
     bench/README.md); otherwise (GPU, or a graph for training) 1."""
-    if device.type != "cpu" or torch.is_grad_enabled():
-        return 1
-    return torch.get_num_threads()
+    return torch.get_num_threads() if cpu_prediction(device) else 1
 
 
 def predict_structure(

@@ -42,6 +42,7 @@ from tgkit.nn.edge_frame import EdgeFrame, FrameProduct, edge_frame
 from tgkit.nn.embedding import EdgeSphericalHarmonics, GaussianRadialBasis, SpeciesEmbedding
 from tgkit.nn.heads import HamiltonianHead, block_mask, element_mask
 from tgkit.nn.tracegrad import NoGrad, TraceDecoder, TraceGrad, trace_labels
+from tgkit.runtime import cpu_prediction
 
 FORMAT = "tgkit-model"
 FORMAT_VERSION = 1
@@ -239,13 +240,13 @@ class HamiltonianModel(nn.Module):
                                                          EdgeFrame | None]:
         """Radial basis, spherical harmonics and edge frame (None when
         ``model.use_edge_frame`` is off) of cartesian edge vectors ``(E, 3)``: computed once,
-        shared by all blocks. On a CPU without autograd (prediction, validation) the frame's
-        Wigner matrices are laid out edges last, which makes them and the rotations ~3-4x
-        faster there (:func:`tgkit.nn.edge_frame.rotate`); training keeps one batched
-        product per irrep, fewer operations to differentiate."""
+        shared by all blocks. For prediction on a CPU (:func:`tgkit.runtime.cpu_prediction`)
+        the frame's Wigner matrices are laid out edges last, which makes them and the
+        rotations ~3-4x faster there (:func:`tgkit.nn.edge_frame.rotate_edges_last`);
+        training keeps one batched product per irrep, fewer operations to differentiate."""
         sh = self.spherical_harmonics(vec)
-        edges_last = vec.device.type == "cpu" and not torch.is_grad_enabled()
-        frame = (edge_frame(vec, sh, self.model_config.lmax, self.lmax_features, edges_last)
+        frame = (edge_frame(vec, sh, self.model_config.lmax, self.lmax_features,
+                            cpu_prediction(vec.device))
                  if self.model_config.use_edge_frame else None)
         return self.radial_basis(vec.norm(dim=-1)), sh, frame
 

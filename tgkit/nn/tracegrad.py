@@ -26,6 +26,7 @@ from torch import nn
 
 from tgkit.irreps import OrbitalBasis
 from tgkit.nn.compiled import call_compiled
+from tgkit.runtime import cpu_prediction
 
 
 class _RowDot(torch.autograd.Function):
@@ -175,7 +176,7 @@ class TraceGrad(nn.Module):
         return call_compiled(self, TraceGrad._forward, f)
 
     def _forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if f.dim() == 2 and f.device.type == "cpu" and not torch.is_grad_enabled():
+        if f.dim() == 2 and cpu_prediction(f.device):
             return self._forward_items_last(f)
         parts, k = self._split(f), self._weights()
         u, cache = self._square(parts, k)
