@@ -216,8 +216,7 @@ def test_adam_is_fused_adam_and_stays_fused_after_an_older_checkpoint(toy_cache,
 def test_train_compile_runs_the_frame_products_compiled(toy_cache, tmp_path, monkeypatch):
     """train.compile: true reaches HamiltonianModel.compile_training, and a run with compiled
     frame products and TraceGrad modules (dynamo's 'eager' backend here, to skip inductor's
-    minute of compiling)
-    trains to the same metrics as without."""
+    minute of compiling) trains to the same metrics as without."""
     from tgkit.nn import TraceGrad
     from tgkit.nn.edge_frame import FrameProduct
     from tgkit.nn.model import HamiltonianModel

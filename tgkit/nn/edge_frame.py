@@ -113,7 +113,7 @@ def rotate_edges_last(x: torch.Tensor, irreps: o3.Irreps, wigner: list[torch.Ten
 
     Each irrep's rotation is then 2l+1 multiply-adds over contiguous rows of edges
     (vectorised) instead of E products of tiny matrices (3-9 wide, ~1.5 GFLOP/s on a CPU):
-    ~2.4x faster even with a transpose on each side (``bench/bench_edges_last.py``). Not for
+    ~3x faster even with a transpose on each side (``bench/bench_edges_last.py``). Not for
     autograd: its backward would be 2l+1 operations per irrep.
     """
     e = x.shape[1]
@@ -410,8 +410,8 @@ class FrameProduct(nn.Module):
         """The block plan, edges last: ``x (dim_in, E)``, ``weight (weight_numel, E)`` ->
         ``(dim_out, E)``. With edges as the matmuls' columns, every product is a large matmul
         (constant CG matrix, then per output type the linear's weights) and the weights one
-        product over contiguous rows; 0.6-0.7x the CPU time of the same plan edges first
-        (``bench/bench_frame_product.py``)."""
+        product over contiguous rows: about half the CPU time of the edges-first block plan
+        it replaced (``bench/bench_frame_product.py --against 6c10e56``: 0.48x)."""
         e = x.shape[1]
         acc = {(m, t): x.new_zeros(ns, c, e)
                for m, ts, (ns, _, cs) in zip(self.plan_m, self.plan_types, self.plan, strict=True)
